@@ -1,0 +1,115 @@
+"""Async client for the Durable Streams protocol.
+
+Append-only byte streams over plain HTTP: every read returns the offset to
+resume from, and idempotent producers make writes exactly-once.
+
+Example::
+
+    from durable_streams import StreamHandle
+
+    async with StreamHandle("http://127.0.0.1:4437/v1/stream/chat-42") as handle:
+        await handle.create(content_type="application/json")
+        await handle.append({"role": "user", "text": "hi"})
+"""
+
+from ._api import append, close, create, delete, head
+from ._errors import (
+    AppendOutcomeUnknownError,
+    BadRequestError,
+    ConflictError,
+    DurableStreamError,
+    EmptyAppendError,
+    ForbiddenError,
+    GoneError,
+    InvalidArgumentError,
+    InvalidOffsetError,
+    NetworkError,
+    NotFoundError,
+    NotSupportedError,
+    ParseError,
+    PayloadTooLargeError,
+    ProducerBufferFullError,
+    ProducerClosedError,
+    ProducerError,
+    ProducerFlushError,
+    ProducerSequenceGapError,
+    RateLimitedError,
+    RequestTimeoutError,
+    SequenceConflictError,
+    ServerError,
+    StaleEpochError,
+    StatusError,
+    StreamClosedError,
+    StreamConfigMismatchError,
+    TransportError,
+    UnauthorizedError,
+    ValidationError,
+)
+from ._handle import AppendRetry, DurableStream, StreamHandle
+from ._models import (
+    AppendResult,
+    BatchFailure,
+    CloseResult,
+    ControlEvent,
+    CreateResult,
+    StreamInfo,
+)
+from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
+from ._retry import RetryPolicy
+from ._transport import DEFAULT_TIMEOUT, new_client
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "OFFSET_NOW",
+    "OFFSET_START",
+    "AppendOutcomeUnknownError",
+    "AppendResult",
+    "AppendRetry",
+    "BadRequestError",
+    "BatchFailure",
+    "CloseResult",
+    "ConflictError",
+    "ControlEvent",
+    "CreateResult",
+    "DurableStream",
+    "DurableStreamError",
+    "EmptyAppendError",
+    "ForbiddenError",
+    "GoneError",
+    "InvalidArgumentError",
+    "InvalidOffsetError",
+    "LiveMode",
+    "NetworkError",
+    "NotFoundError",
+    "NotSupportedError",
+    "ParseError",
+    "PayloadTooLargeError",
+    "ProducerBufferFullError",
+    "ProducerClosedError",
+    "ProducerError",
+    "ProducerFlushError",
+    "ProducerSequenceGapError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "SequenceConflictError",
+    "ServerError",
+    "StaleEpochError",
+    "StatusError",
+    "StreamClosedError",
+    "StreamConfigMismatchError",
+    "StreamHandle",
+    "StreamInfo",
+    "TransportError",
+    "UnauthorizedError",
+    "ValidationError",
+    "__version__",
+    "append",
+    "close",
+    "create",
+    "delete",
+    "head",
+    "new_client",
+]

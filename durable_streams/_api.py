@@ -1,0 +1,147 @@
+"""Module-level one-shot helpers: one call, one temporary handle.
+
+For more than one operation on a stream, use a :class:`StreamHandle` (it keeps
+its connection pool); these helpers are for scripts and quick checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from ._handle import StreamHandle
+from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
+from ._retry import RetryPolicy
+from ._transport import HeadersArg, ParamsArg
+
+__all__ = ["append", "close", "create", "delete", "head"]
+
+
+def _handle(
+    url: str,
+    client: httpx.AsyncClient | None,
+    headers: HeadersArg,
+    params: ParamsArg,
+    timeout: httpx.Timeout | float | None,
+    retry: RetryPolicy | None,
+    content_type: str | None = None,
+) -> StreamHandle:
+    return StreamHandle(
+        url,
+        client=client,
+        headers=headers,
+        params=params,
+        timeout=timeout,
+        retry=retry,
+        content_type=content_type,
+    )
+
+
+async def create(
+    url: str,
+    *,
+    content_type: str | None = None,
+    ttl: int | None = None,
+    expires_at: datetime | str | None = None,
+    body: bytes | str | None = None,
+    closed: bool = False,
+    client: httpx.AsyncClient | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+) -> CreateResult:
+    """Create a stream at ``url``.
+
+    Example::
+
+        await durable_streams.create(url, content_type="application/json", ttl=3600)
+    """
+    async with _handle(url, client, headers, params, timeout, retry) as handle:
+        return await handle.create(
+            content_type=content_type, ttl=ttl, expires_at=expires_at, body=body, closed=closed
+        )
+
+
+async def append(
+    url: str,
+    data: Any,
+    *,
+    content_type: str | None = None,
+    seq: str | int | None = None,
+    close: bool = False,
+    client: httpx.AsyncClient | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+) -> AppendResult:
+    """Append one message to the stream at ``url`` (see :meth:`StreamHandle.append`).
+
+    Pass ``content_type`` to save the HEAD that otherwise learns it.
+
+    Example::
+
+        await durable_streams.append(url, {"event": "signup"}, content_type="application/json")
+    """
+    async with _handle(url, client, headers, params, timeout, retry, content_type) as handle:
+        return await handle.append(data, seq=seq, close=close)
+
+
+async def head(
+    url: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+) -> StreamInfo:
+    """Metadata of the stream at ``url``.
+
+    Example::
+
+        info = await durable_streams.head(url)
+    """
+    async with _handle(url, client, headers, params, timeout, retry) as handle:
+        return await handle.head()
+
+
+async def close(
+    url: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+) -> CloseResult:
+    """Close the stream at ``url`` (EOF for readers).
+
+    Example::
+
+        await durable_streams.close(url)
+    """
+    async with _handle(url, client, headers, params, timeout, retry) as handle:
+        return await handle.close()
+
+
+async def delete(
+    url: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Delete the stream at ``url``.
+
+    Example::
+
+        await durable_streams.delete(url)
+    """
+    async with _handle(url, client, headers, params, timeout, retry) as handle:
+        await handle.delete()

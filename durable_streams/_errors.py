@@ -1,0 +1,513 @@
+"""Typed errors of the SDK.
+
+Every error the SDK raises is a :class:`DurableStreamError`; raw httpx, JSON
+and pydantic exceptions never escape (they are kept as ``__cause__``). Each
+error has a ``code`` matching the conformance suite's error codes, and, when a
+response arrived, its ``status``, the request ``url`` (secrets redacted), the
+response ``headers`` (credentials redacted) and a short, escaped ``body``
+excerpt::
+
+    DurableStreamError                      INTERNAL_ERROR
+    ├── InvalidArgumentError (ValueError)   INVALID_ARGUMENT
+    │   └── EmptyAppendError                (status 400: the protocol's answer; nothing is sent)
+    ├── ParseError                          PARSE_ERROR
+    │   └── ValidationError                 (items that fail a pydantic model)
+    ├── TransportError                      NETWORK_ERROR
+    │   ├── NetworkError                    (connect refused, reset, dropped)
+    │   ├── RequestTimeoutError             TIMEOUT
+    │   └── AppendOutcomeUnknownError       (a plain append failed ambiguously)
+    ├── StatusError                         UNEXPECTED_STATUS (any other status)
+    │   ├── BadRequestError                 400
+    │   │   └── InvalidOffsetError          INVALID_OFFSET
+    │   ├── UnauthorizedError               401
+    │   ├── ForbiddenError                  403
+    │   │   └── StaleEpochError             (producer fenced; ``current_epoch``)
+    │   ├── NotFoundError                   404  NOT_FOUND
+    │   ├── NotSupportedError               405 / 501  NOT_SUPPORTED
+    │   ├── ConflictError                   409  CONFLICT
+    │   │   ├── StreamClosedError           STREAM_CLOSED (``final_offset``)
+    │   │   ├── SequenceConflictError       SEQUENCE_CONFLICT (``Stream-Seq`` regression)
+    │   │   ├── ProducerSequenceGapError    (``expected_seq``, ``received_seq``)
+    │   │   └── StreamConfigMismatchError   (content type or create options differ)
+    │   ├── GoneError                       410
+    │   ├── PayloadTooLargeError            413
+    │   ├── RateLimitedError                429 (``retry_after``)
+    │   └── ServerError                     5xx
+    └── ProducerError
+        ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
+        ├── ProducerClosedError             (used after close/detach)
+        └── ProducerFlushError              (``failures``: the batches that failed)
+
+``StreamClosedError`` is raised for writes to a closed stream; a reader reaching
+the end of a closed stream simply stops (that is EOF, not an error).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+import httpx
+
+from . import _protocol as p
+
+if TYPE_CHECKING:
+    from ._models import BatchFailure
+
+__all__ = [
+    "AppendOutcomeUnknownError",
+    "BadRequestError",
+    "ConflictError",
+    "DurableStreamError",
+    "EmptyAppendError",
+    "ForbiddenError",
+    "GoneError",
+    "InvalidArgumentError",
+    "InvalidOffsetError",
+    "NetworkError",
+    "NotFoundError",
+    "NotSupportedError",
+    "ParseError",
+    "PayloadTooLargeError",
+    "ProducerBufferFullError",
+    "ProducerClosedError",
+    "ProducerError",
+    "ProducerFlushError",
+    "ProducerSequenceGapError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "SequenceConflictError",
+    "ServerError",
+    "StaleEpochError",
+    "StatusError",
+    "StreamClosedError",
+    "StreamConfigMismatchError",
+    "TransportError",
+    "UnauthorizedError",
+    "ValidationError",
+]
+
+BODY_EXCERPT_CHARS = 200
+REDACTED = "[REDACTED]"
+
+# Header names whose values are credentials, or may be.
+_SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "key", "password", "auth")
+
+
+class DurableStreamError(Exception):
+    """Base class of every error raised by this SDK.
+
+    Example::
+
+        try:
+            await handle.append(b"x")
+        except DurableStreamError as exc:
+            log.warning("append failed: %s (code=%s, status=%s)", exc, exc.code, exc.status)
+    """
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str | httpx.URL | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.url = redact_url(url) if url is not None else None
+        self.headers: dict[str, str] | None = (
+            redact_headers(headers) if headers is not None else None
+        )
+        self.body = body
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.url and self.url not in self.message:
+            parts.append(f"[{self.url}]")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status!r}, url={self.url!r})"
+
+
+class InvalidArgumentError(DurableStreamError, ValueError):
+    """The caller passed a value the SDK rejects before sending anything.
+
+    ``field`` names the offending argument when there is one.
+    """
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
+
+
+class EmptyAppendError(InvalidArgumentError):
+    """An append with no data. The protocol answers this with 400, so ``status`` is 400,
+    but the SDK refuses it locally and sends nothing."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("status", 400)
+        super().__init__(message, field="data", **kwargs)
+
+
+class ParseError(DurableStreamError):
+    """A response body or SSE event could not be parsed (truncated or corrupt JSON,
+    a malformed control event). ``offset`` is the offset the data was read from."""
+
+    code = "PARSE_ERROR"
+
+    def __init__(self, message: str, *, offset: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.offset = offset
+
+
+class ValidationError(ParseError):
+    """Stream items did not validate against the model given to ``iter_json(model=...)``."""
+
+
+class TransportError(DurableStreamError):
+    """No usable response: the connection failed, dropped, or timed out."""
+
+    code = "NETWORK_ERROR"
+
+
+class NetworkError(TransportError):
+    """Connection refused, reset or dropped, or a protocol-level HTTP failure."""
+
+
+class RequestTimeoutError(TransportError):
+    """An operation that had to complete ran past its deadline."""
+
+    code = "TIMEOUT"
+
+
+class AppendOutcomeUnknownError(TransportError):
+    """A plain append failed in a way that leaves unknown whether the server applied it.
+
+    The SDK does not retry it because a retry could write the data twice. Use an
+    :class:`~durable_streams.IdempotentProducer` (exactly-once retries) or pass
+    ``seq=`` (``Stream-Seq``: a retry of the same seq is rejected instead of
+    duplicated), or opt into at-least-once retries with
+    ``StreamHandle(..., append_retry="at-least-once")``.
+    """
+
+
+class StatusError(DurableStreamError):
+    """The server answered with an error status that has no more specific class."""
+
+    code = "UNEXPECTED_STATUS"
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from the response's ``Retry-After`` header, if it had one."""
+        if not self.headers:
+            return None
+        return parse_retry_after(self.headers.get(p.RETRY_AFTER))
+
+
+class BadRequestError(StatusError):
+    """400: the server rejected the request (bad headers, body or parameters)."""
+
+
+class InvalidOffsetError(BadRequestError):
+    """400 on a read: the offset is malformed or not one this stream issued."""
+
+    code = "INVALID_OFFSET"
+
+
+class UnauthorizedError(StatusError):
+    """401: credentials are missing or were rejected."""
+
+
+class ForbiddenError(StatusError):
+    """403: the request is not allowed."""
+
+
+class StaleEpochError(ForbiddenError):
+    """403 to a producer: a newer epoch has fenced this one. ``current_epoch`` is the server's."""
+
+    def __init__(self, message: str, *, current_epoch: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.current_epoch = current_epoch
+
+
+class NotFoundError(StatusError):
+    """404: the stream does not exist (or has expired)."""
+
+    code = "NOT_FOUND"
+
+
+class NotSupportedError(StatusError):
+    """405 / 501: the server does not support this operation at this URL."""
+
+    code = "NOT_SUPPORTED"
+
+
+class ConflictError(StatusError):
+    """409: the request conflicts with the stream's state."""
+
+    code = "CONFLICT"
+
+
+class StreamClosedError(ConflictError):
+    """The stream is closed: no more data can be appended. ``final_offset`` is its end."""
+
+    code = "STREAM_CLOSED"
+
+    def __init__(self, message: str, *, final_offset: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.final_offset = final_offset
+
+
+class SequenceConflictError(ConflictError):
+    """409: the ``Stream-Seq`` sent is not greater than the last one the stream accepted."""
+
+    code = "SEQUENCE_CONFLICT"
+
+
+class ProducerSequenceGapError(ConflictError):
+    """409 to a producer: the server expected sequence ``expected_seq``, got ``received_seq``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_seq: int | None = None,
+        received_seq: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.expected_seq = expected_seq
+        self.received_seq = received_seq
+
+
+class StreamConfigMismatchError(ConflictError):
+    """409: the stream exists with another content type or configuration."""
+
+
+class GoneError(StatusError):
+    """410: the data at this offset is no longer retained, or the stream was soft-deleted."""
+
+
+class PayloadTooLargeError(StatusError):
+    """413: the request body is larger than the server accepts."""
+
+
+class RateLimitedError(StatusError):
+    """429: too many requests. ``retry_after`` says how long the server asked to wait."""
+
+
+class ServerError(StatusError):
+    """5xx: the server failed."""
+
+
+class ProducerError(DurableStreamError):
+    """Base class of errors specific to :class:`~durable_streams.IdempotentProducer`."""
+
+
+class ProducerBufferFullError(ProducerError):
+    """``append()`` would take the producer past ``max_buffered_bytes``.
+
+    Await ``producer.wait_for_capacity()`` or use ``await producer.send(...)``,
+    which waits for room instead of raising.
+    """
+
+
+class ProducerClosedError(ProducerError):
+    """The producer was closed or detached and takes no more items."""
+
+
+class ProducerFlushError(ProducerError):
+    """One or more batches failed for good. ``failures`` lists them with their errors."""
+
+    def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.failures = list(failures)
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL with its password and every non-protocol query value replaced.
+
+    Query parameters other than ``offset``/``live``/``cursor`` are where
+    deployments put tokens, so their values never appear in errors or logs.
+    """
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{quote(k, safe='')}={quote(v, safe='') if k in p.PROTOCOL_PARAMS else REDACTED}"
+            for k, v in pairs
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with credential-bearing values replaced."""
+    return {
+        k.lower(): (REDACTED if is_secret_header(k) else v)
+        for k, v in headers.items()
+    }
+
+
+def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
+    """A short, log-safe excerpt of untrusted text: control characters escaped."""
+    clipped = text[:limit]
+    safe = clipped.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return safe + ("…" if len(text) > limit else "")
+
+
+# -- status mapping --------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+_STATUS_CLASSES: dict[int, type[StatusError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    405: NotSupportedError,
+    409: ConflictError,
+    410: GoneError,
+    413: PayloadTooLargeError,
+    429: RateLimitedError,
+    501: NotSupportedError,
+}
+
+_DESCRIPTIONS = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "stream not found",
+    405: "method not allowed",
+    409: "conflict",
+    410: "gone",
+    413: "payload too large",
+    429: "rate limited",
+    501: "not implemented",
+}
+
+
+def error_for_response(
+    response: httpx.Response,
+    *,
+    operation: str,
+    body: bytes | None = None,
+    sent_stream_seq: bool = False,
+    is_read: bool = False,
+    is_create: bool = False,
+) -> StatusError:
+    """The typed error for an unsuccessful response to ``operation``.
+
+    ``body`` is the response content if it was read. 409s are classified by
+    headers, never by the body text, as the protocol asks.
+    """
+    status = response.status_code
+    headers = response.headers
+    text = excerpt(body.decode("utf-8", "replace")) if body else None
+    url = response._request.url if response._request is not None else None
+    where = redact_url(url) if url is not None else "the stream"
+    description = _DESCRIPTIONS.get(status) or (
+        "server error" if status >= 500 else "unexpected status"
+    )
+    message = f"{operation} failed: {status} {description} at {where}"
+    if text:
+        message += f": {text}"
+    common: dict[str, Any] = {"status": status, "url": url, "headers": headers, "body": text}
+
+    if status == 409:
+        if is_create:
+            # Whatever the headers say, a 409 to PUT means "exists with another configuration".
+            return StreamConfigMismatchError(message, **common)
+        if p.flag(headers.get(p.STREAM_CLOSED)):
+            return StreamClosedError(
+                f"{operation} failed: stream is closed at {where}",
+                final_offset=headers.get(p.STREAM_NEXT_OFFSET),
+                **common,
+            )
+        expected = _int_header(headers, p.PRODUCER_EXPECTED_SEQ)
+        if expected is not None:
+            return ProducerSequenceGapError(
+                message,
+                expected_seq=expected,
+                received_seq=_int_header(headers, p.PRODUCER_RECEIVED_SEQ),
+                **common,
+            )
+        if sent_stream_seq:
+            return SequenceConflictError(message, **common)
+        return StreamConfigMismatchError(message, **common)
+    if status == 403:
+        epoch = _int_header(headers, p.PRODUCER_EPOCH)
+        if epoch is not None:
+            return StaleEpochError(
+                f"{operation} failed: producer epoch is stale (server epoch {epoch}) at {where}",
+                current_epoch=epoch,
+                **common,
+            )
+    if status == 400 and is_read and text and "offset" in text.lower():
+        return InvalidOffsetError(message, **common)
+    cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else StatusError)
+    return cls(message, **common)
+
+
+def error_for_exception(exc: Exception, *, operation: str, url: str | httpx.URL) -> TransportError:
+    """Wrap an httpx transport exception in the SDK's typed error (keep it as ``__cause__``)."""
+    where = redact_url(url)
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        error: TransportError = RequestTimeoutError(
+            f"{operation} timed out ({kind}) at {where}", url=url
+        )
+    else:
+        error = NetworkError(f"{operation} failed: {kind} at {where}", url=url)
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,537 @@
+"""``StreamHandle``: create, append to, inspect, close and delete one stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import _protocol as p
+from ._codec import encode_item, join_items
+from ._errors import (
+    AppendOutcomeUnknownError,
+    DurableStreamError,
+    EmptyAppendError,
+    GoneError,
+    InvalidArgumentError,
+    NetworkError,
+    NotFoundError,
+    RateLimitedError,
+    SequenceConflictError,
+    ServerError,
+    StreamClosedError,
+    redact_url,
+)
+from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
+from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
+from ._transport import HeadersArg, ParamsArg, Transport, header_int, response_flag
+
+if TYPE_CHECKING:
+    from ._live import StreamResponseContext
+
+__all__ = ["AppendRetry", "DurableStream", "StreamHandle"]
+
+AppendRetry = Literal["safe", "at-least-once"]
+"""When a plain append (no producer headers) is retried.
+
+``"safe"`` (default): only when the failure proves nothing was written
+(connection refused, 429, 503); any other failure raises
+:class:`AppendOutcomeUnknownError`. ``"at-least-once"``: on every retryable
+failure, accepting that a retry may store the data twice.
+"""
+
+_MISSING: Any = object()
+
+
+class StreamHandle:
+    """A handle on one stream URL: the entry point for writing and reading it.
+
+    The handle owns a pooled ``httpx.AsyncClient`` unless you pass ``client=``
+    (which it then never closes, so many handles can share one client).
+    ``headers`` and ``params`` hold strings or sync/async callables that are
+    called on every request, e.g. to refresh a token.
+
+    Example::
+
+        async with StreamHandle("http://127.0.0.1:4437/v1/stream/chat-42") as handle:
+            await handle.create(content_type="application/json")
+            await handle.append({"role": "user", "text": "hi"})
+            info = await handle.head()
+            print(info.next_offset)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        content_type: str | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        timeout: httpx.Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        append_retry: AppendRetry = "safe",
+    ) -> None:
+        if append_retry not in ("safe", "at-least-once"):
+            raise InvalidArgumentError(
+                "append_retry must be 'safe' or 'at-least-once'", field="append_retry"
+            )
+        self._transport = Transport(
+            url, client=client, headers=headers, params=params, timeout=timeout, retry=retry
+        )
+        self._content_type = content_type
+        self._append_retry: AppendRetry = append_retry
+
+    @classmethod
+    def _from_transport(cls, transport: Transport, content_type: str | None) -> StreamHandle:
+        handle = cls.__new__(cls)
+        handle._transport = transport
+        handle._content_type = content_type
+        handle._append_retry = "safe"
+        return handle
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> StreamHandle:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the HTTP client if the handle created it (the stream is untouched)."""
+        await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"StreamHandle({redact_url(self._transport.url)!r})"
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The stream URL as given."""
+        return self._transport.url
+
+    @property
+    def content_type(self) -> str | None:
+        """The stream's content type, once known (from ``create``, ``head`` or the constructor)."""
+        return self._content_type
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client this handle sends requests with."""
+        return self._transport.client
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this handle."""
+        return self._transport.retry
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        content_type: str | None = None,
+        ttl: int | None = None,
+        expires_at: datetime | str | None = None,
+        body: bytes | str | None = None,
+        closed: bool = False,
+        forked_from: str | None = None,
+        fork_offset: str | None = None,
+        fork_sub_offset: int | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+    ) -> CreateResult:
+        """Create the stream (``PUT``); idempotent when the configuration matches.
+
+        ``ttl`` (idle seconds) and ``expires_at`` (an aware datetime or an RFC 3339
+        string) are exclusive. ``body`` is the initial content (on JSON streams,
+        JSON text; an array becomes one message per element). ``closed=True``
+        creates it already closed. ``forked_from`` (a path or URL on the same
+        server) makes a fork holding the source's data before ``fork_offset``
+        (default: its tail) plus ``fork_sub_offset`` messages/bytes.
+
+        Raises :class:`StreamConfigMismatchError` (409) when the stream exists
+        with another configuration.
+
+        Example::
+
+            result = await handle.create(content_type="text/plain", ttl=3600)
+            print("created" if result.created else "already there", result.next_offset)
+        """
+        protocol: dict[str, str] = {}
+        kind = content_type or self._content_type
+        if kind is not None:
+            protocol[p.CONTENT_TYPE] = kind
+        elif forked_from is None:
+            kind = p.DEFAULT_CONTENT_TYPE
+            protocol[p.CONTENT_TYPE] = kind
+        if ttl is not None and expires_at is not None:
+            raise InvalidArgumentError("pass either ttl or expires_at, not both", field="ttl")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+                raise InvalidArgumentError("ttl must be a non-negative integer", field="ttl")
+            protocol[p.STREAM_TTL] = str(ttl)
+        if expires_at is not None:
+            protocol[p.STREAM_EXPIRES_AT] = _format_expires_at(expires_at)
+        if closed:
+            protocol[p.STREAM_CLOSED] = p.TRUE
+        if forked_from is not None:
+            protocol[p.STREAM_FORKED_FROM] = _path_of(forked_from)
+            if fork_offset is not None:
+                protocol[p.STREAM_FORK_OFFSET] = fork_offset
+            if fork_sub_offset is not None:
+                if (
+                    isinstance(fork_sub_offset, bool)
+                    or not isinstance(fork_sub_offset, int)
+                    or fork_sub_offset < 0
+                ):
+                    raise InvalidArgumentError(
+                        "fork_sub_offset must be a non-negative integer", field="fork_sub_offset"
+                    )
+                protocol[p.STREAM_FORK_SUB_OFFSET] = str(fork_sub_offset)
+        elif fork_offset is not None or fork_sub_offset is not None:
+            raise InvalidArgumentError(
+                "fork_offset needs forked_from", field="fork_offset"
+            )
+        content = body.encode("utf-8") if isinstance(body, str) else body
+
+        async def attempt() -> httpx.Response:
+            return await self._transport.request(
+                "PUT",
+                operation="create",
+                ok=(200, 201),
+                protocol_headers=protocol,
+                headers=headers,
+                params=params,
+                content=content,
+            )
+
+        response = await call_with_retry(self.retry, attempt, what=f"create {self._where}")
+        result_type = response.headers.get(p.CONTENT_TYPE) or kind
+        if result_type:
+            self._content_type = result_type
+        return CreateResult(
+            created=response.status_code == 201,
+            status=response.status_code,
+            next_offset=response.headers.get(p.STREAM_NEXT_OFFSET),
+            closed=response_flag(response.headers, p.STREAM_CLOSED),
+            content_type=result_type,
+            location=response.headers.get(p.LOCATION),
+        )
+
+    # -- append --------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        data: Any,
+        *,
+        seq: str | int | None = None,
+        close: bool = False,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+    ) -> AppendResult:
+        """Append one message (``POST``).
+
+        On byte and text streams ``data`` is ``bytes`` or ``str`` (UTF-8). On JSON
+        streams it is one message: ``bytes``/``str`` are taken as serialised JSON
+        text and sent as they are; any other value (dict, list, number, bool,
+        None, pydantic model) is serialised. ``seq`` sets ``Stream-Seq`` (must
+        strictly increase; integers are zero-padded so they compare correctly).
+        ``close=True`` appends and closes the stream in one request.
+
+        A plain append is retried only when the failure proves nothing was
+        written (see ``append_retry``); otherwise :class:`AppendOutcomeUnknownError`
+        is raised. For exactly-once writes with retries use
+        :class:`IdempotentProducer`.
+
+        Example::
+
+            result = await handle.append({"type": "token", "text": "Hel"})
+            print(result.next_offset)
+        """
+        json_mode = p.is_json(await self._write_content_type())
+        body = encode_item(data, json_mode=json_mode)
+        if json_mode:
+            body = b"[" + body + b"]"
+        return await self._post(body, seq=seq, close=close, headers=headers, params=params)
+
+    async def append_many(
+        self,
+        items: Iterable[Any],
+        *,
+        seq: str | int | None = None,
+        close: bool = False,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+    ) -> AppendResult:
+        """Append several messages in one request, atomically.
+
+        Each item follows the rules of :meth:`append`. On JSON streams the body
+        is one JSON array; on other streams the items are concatenated.
+
+        Example::
+
+            await handle.append_many([{"n": 1}, {"n": 2}, {"n": 3}])
+        """
+        json_mode = p.is_json(await self._write_content_type())
+        encoded = [encode_item(item, json_mode=json_mode) for item in items]
+        if not encoded:
+            raise EmptyAppendError("append_many needs at least one item")
+        body = join_items(encoded, json_mode=json_mode)
+        return await self._post(body, seq=seq, close=close, headers=headers, params=params)
+
+    async def close(
+        self,
+        *,
+        final: Any = _MISSING,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+    ) -> CloseResult:
+        """Close the stream: no more appends; readers reach EOF at its end.
+
+        ``final=`` appends one last message and closes in the same request.
+        Closing an already closed stream without ``final`` succeeds.
+
+        Example::
+
+            result = await handle.close(final={"type": "done"})
+            print(result.final_offset)
+        """
+        if final is _MISSING:
+            response = await call_with_retry(
+                self.retry,
+                lambda: self._transport.request(
+                    "POST",
+                    operation="close",
+                    protocol_headers={p.STREAM_CLOSED: p.TRUE},
+                    headers=headers,
+                    params=params,
+                ),
+                what=f"close {self._where}",
+            )
+            return CloseResult(final_offset=response.headers.get(p.STREAM_NEXT_OFFSET))
+        result = await self.append(final, close=True, headers=headers, params=params)
+        return CloseResult(final_offset=result.next_offset)
+
+    async def _post(
+        self,
+        body: bytes,
+        *,
+        seq: str | int | None,
+        close: bool,
+        headers: HeadersArg,
+        params: ParamsArg,
+    ) -> AppendResult:
+        protocol = {p.CONTENT_TYPE: self._content_type or p.DEFAULT_CONTENT_TYPE}
+        if seq is not None:
+            protocol[p.STREAM_SEQ] = _format_seq(seq)
+        if close:
+            protocol[p.STREAM_CLOSED] = p.TRUE
+        operation = "append and close" if close else "append"
+        backoff: Backoff | None = None
+        ambiguous = False  # an earlier attempt may have been applied
+        while True:
+            try:
+                response = await self._transport.request(
+                    "POST",
+                    operation=operation,
+                    protocol_headers=protocol,
+                    headers=headers,
+                    params=params,
+                    content=body,
+                    sent_stream_seq=seq is not None,
+                )
+                break
+            except DurableStreamError as error:
+                if ambiguous and isinstance(error, (SequenceConflictError, StreamClosedError)):
+                    raise AppendOutcomeUnknownError(
+                        f"{operation} to {self._where} was retried after an ambiguous failure "
+                        f"and the retry was refused ({error.code}): the first attempt was "
+                        "probably applied",
+                        url=self._transport.url,
+                    ) from error
+                if not is_retryable(error):
+                    raise
+                proven = _proves_not_applied(error)
+                if not proven and seq is None and self._append_retry == "safe":
+                    raise AppendOutcomeUnknownError(
+                        f"{operation} to {self._where} failed ({error}) and may or may not "
+                        "have been applied, so it was not retried. For safe retries use an "
+                        "IdempotentProducer or pass seq= (Stream-Seq); "
+                        "append_retry='at-least-once' accepts duplicates instead",
+                        url=self._transport.url,
+                    ) from error
+                ambiguous = ambiguous or not proven
+                backoff = backoff or self.retry.backoff()
+                await backoff.sleep_before_retry(error, f"{operation} {self._where}")
+        headers_in = response.headers
+        return AppendResult(
+            next_offset=headers_in.get(p.STREAM_NEXT_OFFSET),
+            closed=response_flag(headers_in, p.STREAM_CLOSED),
+        )
+
+    # -- head / exists / delete ---------------------------------------------------------------
+
+    async def head(self, *, headers: HeadersArg = None, params: ParamsArg = None) -> StreamInfo:
+        """Fetch the stream's metadata (``HEAD``): type, tail offset, expiry, closed state.
+
+        Raises :class:`NotFoundError` when the stream does not exist.
+
+        Example::
+
+            info = await handle.head()
+            print(info.content_type, info.next_offset, info.closed)
+        """
+        response = await call_with_retry(
+            self.retry,
+            lambda: self._transport.request(
+                "HEAD", operation="head", ok=(200, 204), headers=headers, params=params
+            ),
+            what=f"head {self._where}",
+        )
+        found = response.headers
+        content_type = found.get(p.CONTENT_TYPE)
+        if content_type:
+            self._content_type = content_type
+        return StreamInfo(
+            content_type=content_type,
+            next_offset=found.get(p.STREAM_NEXT_OFFSET),
+            ttl=header_int(found, p.STREAM_TTL),
+            expires_at=_parse_expires_at(found.get(p.STREAM_EXPIRES_AT)),
+            closed=response_flag(found, p.STREAM_CLOSED),
+            etag=found.get(p.ETAG),
+        )
+
+    async def exists(self, *, headers: HeadersArg = None, params: ParamsArg = None) -> bool:
+        """Whether the stream exists (false for missing, expired or deleted streams).
+
+        Example::
+
+            if not await handle.exists():
+                await handle.create(content_type="text/plain")
+        """
+        try:
+            await self.head(headers=headers, params=params)
+        except (NotFoundError, GoneError):
+            return False
+        return True
+
+    async def delete(self, *, headers: HeadersArg = None, params: ParamsArg = None) -> None:
+        """Delete the stream. Raises :class:`NotFoundError` if it does not exist.
+
+        Example::
+
+            await handle.delete()
+        """
+        retried = False
+
+        async def attempt() -> None:
+            nonlocal retried
+            try:
+                await self._transport.request(
+                    "DELETE", operation="delete", ok=(200, 202, 204), headers=headers,
+                    params=params,
+                )
+            except NotFoundError:
+                # A retry after a lost response finds the stream already gone.
+                if not retried:
+                    raise
+            except DurableStreamError:
+                retried = True
+                raise
+
+        await call_with_retry(self.retry, attempt, what=f"delete {self._where}")
+        self._content_type = None
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def stream(self, *args: Any, **kwargs: Any) -> StreamResponseContext:
+        """Read the stream; see :func:`durable_streams.stream` for the options."""
+        from ._live import open_stream
+
+        return open_stream(self, *args, **kwargs)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return redact_url(self._transport.url)
+
+    async def _write_content_type(self) -> str:
+        """The content type appends are sent with; learned with one HEAD if unknown."""
+        if self._content_type is None:
+            await self.head()
+        return self._content_type or p.DEFAULT_CONTENT_TYPE
+
+
+DurableStream = StreamHandle
+"""Alias of :class:`StreamHandle`, the name the official clients use."""
+
+
+def _proves_not_applied(error: DurableStreamError) -> bool:
+    """Whether a failed append certainly stored nothing, so retrying cannot duplicate it."""
+    if isinstance(error, RateLimitedError):
+        return True
+    if isinstance(error, ServerError):
+        return error.status == 503
+    if isinstance(error, NetworkError):
+        # The request never left: the connection could not be made.
+        return isinstance(error.__cause__, (httpx.ConnectError, httpx.PoolTimeout))
+    if error.__cause__ is not None:
+        return isinstance(error.__cause__, (httpx.ConnectTimeout, httpx.PoolTimeout))
+    return False
+
+
+def _format_seq(seq: str | int) -> str:
+    if isinstance(seq, bool):
+        raise InvalidArgumentError("seq must be a str or a non-negative int", field="seq")
+    if isinstance(seq, int):
+        if seq < 0:
+            raise InvalidArgumentError("seq must be non-negative", field="seq")
+        # Stream-Seq compares byte-wise: zero-pad so 10 sorts after 9.
+        return f"{seq:016d}"
+    if not seq:
+        raise InvalidArgumentError("seq must not be empty", field="seq")
+    return seq
+
+
+def _format_expires_at(value: datetime | str) -> str:
+    if isinstance(value, str):
+        if not value:
+            raise InvalidArgumentError("expires_at must not be empty", field="expires_at")
+        return value
+    if value.tzinfo is None:
+        raise InvalidArgumentError(
+            "expires_at must be timezone-aware (e.g. datetime.now(timezone.utc))",
+            field="expires_at",
+        )
+    utc = value.astimezone(timezone.utc)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_expires_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _path_of(source: str) -> str:
+    """The path of a fork source given as a path or a URL."""
+    if "://" in source:
+        parts = urlsplit(source)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return source

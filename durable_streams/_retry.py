@@ -1,0 +1,176 @@
+"""Retry policy: exponential backoff with full jitter, ``Retry-After`` as a floor.
+
+The delay arithmetic and the stop conditions are tenacity's
+(``wait_random_exponential``, ``stop_after_attempt``, ``stop_after_delay``); the
+loop around them is ours so that a request that succeeds first time costs
+nothing extra, sleeps go through anyio (cancellable on asyncio and trio), and
+the read loop can reuse the same :class:`Backoff` between requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import pydantic
+import tenacity
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._errors import (
+    DurableStreamError,
+    InvalidArgumentError,
+    RateLimitedError,
+    ServerError,
+    StatusError,
+    TransportError,
+)
+
+__all__ = ["Backoff", "RetryPolicy", "is_retryable"]
+
+logger = logging.getLogger("durable_streams")
+
+T = TypeVar("T")
+
+# Sleeping is looked up through this name so tests can observe delays without waiting.
+_sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+class RetryPolicy(BaseModel):
+    """How failed requests are retried: network errors, timeouts, 5xx and 429 only.
+
+    Delays grow exponentially from ``initial_delay`` by ``multiplier`` up to
+    ``max_delay``, each one drawn uniformly from ``[0, bound]`` (full jitter). A
+    ``Retry-After`` header is a floor for the next delay, capped at
+    ``max_retry_after``. The policy gives up after ``max_attempts`` attempts in
+    all (the first one included) or once ``max_elapsed`` seconds have passed,
+    whichever comes first; ``None`` turns a limit off.
+
+    Example::
+
+        policy = RetryPolicy(initial_delay=0.05, max_delay=2.0, max_attempts=5)
+        handle = StreamHandle(url, retry=policy)
+        never = RetryPolicy.disabled()
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial_delay: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+    max_delay: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    multiplier: float = Field(default=2.0, ge=1.0, allow_inf_nan=False)
+    max_attempts: int | None = Field(default=8, ge=1)
+    max_elapsed: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_retry_after: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else None
+            raise InvalidArgumentError(
+                f"invalid RetryPolicy: {field}: {first['msg']}", field=field
+            ) from None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> RetryPolicy:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must be at least initial_delay")
+        return self
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that never retries."""
+        return cls(max_attempts=1)
+
+    def backoff(self) -> Backoff:
+        """A fresh retry state for one operation (or one read session)."""
+        return Backoff(self)
+
+
+class Backoff:
+    """Retry state of one operation: counts attempts and picks the next delay."""
+
+    __slots__ = ("_policy", "_state", "_stop", "_wait")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._wait = tenacity.wait_random_exponential(
+            multiplier=policy.initial_delay, exp_base=policy.multiplier, max=policy.max_delay
+        )
+        stop: tenacity.stop.stop_base = tenacity.stop_never
+        if policy.max_attempts is not None:
+            stop = tenacity.stop_after_attempt(policy.max_attempts)
+        if policy.max_elapsed is not None:
+            stop = stop | tenacity.stop_after_delay(policy.max_elapsed)
+        self._stop = stop
+        self._state = tenacity.RetryCallState(None, None, (), {})
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts so far since the last :meth:`reset`."""
+        return self._state.attempt_number - 1
+
+    def reset(self) -> None:
+        """Forget earlier failures (after a success in a long-running session)."""
+        self._state = tenacity.RetryCallState(None, None, (), {})
+
+    def next_delay(self, error: BaseException) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to give up.
+
+        Non-retryable errors give up at once.
+        """
+        if not is_retryable(error):
+            return None
+        state = self._state
+        state.outcome_timestamp = time.monotonic()
+        if self._stop(state):
+            return None
+        delay = float(self._wait(state))
+        retry_after = error.retry_after if isinstance(error, StatusError) else None
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._policy.max_retry_after))
+        state.attempt_number += 1
+        return delay
+
+    async def sleep_before_retry(self, error: BaseException, what: str) -> None:
+        """Sleep before the next attempt, or re-raise ``error`` if the policy gives up."""
+        delay = self.next_delay(error)
+        if delay is None:
+            raise error
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "retrying %s in %.3fs (attempt %d failed: %s)",
+                what,
+                delay,
+                self.attempts,
+                error,
+            )
+        await _sleep(delay)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether the protocol allows retrying after ``error``: transport errors, 5xx, 429."""
+    return isinstance(error, (TransportError, ServerError, RateLimitedError))
+
+
+async def call_with_retry(
+    policy: RetryPolicy,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    retryable: Callable[[DurableStreamError], bool] = is_retryable,
+) -> T:
+    """Run ``operation``, retrying retryable failures under ``policy``."""
+    backoff: Backoff | None = None
+    while True:
+        try:
+            return await operation()
+        except DurableStreamError as error:
+            if not retryable(error):
+                raise
+            if backoff is None:
+                backoff = policy.backoff()
+            await backoff.sleep_before_retry(error, what)

@@ -1,0 +1,275 @@
+"""The HTTP layer shared by handles, readers and producers.
+
+A :class:`Transport` is one stream URL plus everything needed to send requests
+to it: the pooled ``httpx.AsyncClient``, user headers and query parameters
+(static or callables evaluated on every request), timeouts and the retry
+policy. It turns httpx failures into the SDK's typed errors, so nothing above
+it ever sees an httpx exception.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeAlias
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+import httpx
+
+from . import _protocol as p
+from ._errors import InvalidArgumentError, error_for_exception, error_for_response
+from ._retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "HeadersArg",
+    "ParamsArg",
+    "Transport",
+    "ValueSource",
+    "new_client",
+]
+
+ValueSource: TypeAlias = "str | Callable[[], str] | Callable[[], Awaitable[str]]"
+"""A header or parameter value: a string, or a sync/async callable returning one,
+called on every request (for tokens that refresh)."""
+
+HeadersArg: TypeAlias = "Mapping[str, ValueSource] | None"
+ParamsArg: TypeAlias = "Mapping[str, ValueSource] | None"
+
+#: Finite connect/write/pool timeouts; the read timeout outlasts a server's
+#: long-poll (30 s on the reference server) and SSE keep-alives (30 s) with margin.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=65.0, write=30.0, pool=30.0)
+
+#: Live readers each hold a connection, so the pool is not capped; idle
+#: connections are dropped before common servers' 5 s keep-alive timeout, to
+#: avoid sending on a socket the server is closing.
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0
+)
+
+
+def new_client(timeout: httpx.Timeout | float | None = None) -> httpx.AsyncClient:
+    """A pooled client configured the way the SDK's own clients are (TLS verification on)."""
+    return httpx.AsyncClient(
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        limits=DEFAULT_LIMITS,
+        follow_redirects=False,
+    )
+
+
+class _Values:
+    """Header or parameter sources, split so static-only sets cost one dict copy."""
+
+    __slots__ = ("dynamic", "static")
+
+    def __init__(self, values: Mapping[str, ValueSource] | None, *, lower: bool) -> None:
+        self.static: dict[str, str] = {}
+        self.dynamic: dict[str, Callable[[], str | Awaitable[str]]] = {}
+        for name, value in (values or {}).items():
+            key = name.lower() if lower else name
+            if isinstance(value, str):
+                self.static[key] = value
+            elif callable(value):
+                self.dynamic[key] = value
+            else:
+                raise InvalidArgumentError(
+                    f"value of {name!r} must be a str or a callable returning one, "
+                    f"not {type(value).__name__}",
+                    field=name,
+                )
+
+    async def resolve(self) -> dict[str, str]:
+        if not self.dynamic:
+            return self.static.copy()
+        resolved = self.static.copy()
+        for name, source in self.dynamic.items():
+            value = source()
+            if inspect.isawaitable(value):
+                value = await value
+            if not isinstance(value, str):
+                raise InvalidArgumentError(
+                    f"callable for {name!r} returned {type(value).__name__}, expected str",
+                    field=name,
+                )
+            resolved[name] = value
+        return resolved
+
+    def __bool__(self) -> bool:
+        return bool(self.static or self.dynamic)
+
+
+def encode_query(params: Mapping[str, str]) -> str:
+    """``key=value`` pairs sorted by key (stable cache keys), every value percent-encoded."""
+    return "&".join(
+        f"{quote(key, safe='')}={quote(params[key], safe='')}" for key in sorted(params)
+    )
+
+
+class Transport:
+    """Sends requests to one stream URL. Shared by a handle and its readers/producers."""
+
+    __slots__ = (
+        "_base_params",
+        "_base_url",
+        "_headers",
+        "_params",
+        "client",
+        "owns_client",
+        "retry",
+        "timeout",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None,
+        headers: HeadersArg,
+        params: ParamsArg,
+        timeout: httpx.Timeout | float | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"invalid stream URL: {exc}", field="url") from None
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidArgumentError(
+                "stream URL must be an absolute http(s) URL", field="url"
+            )
+        self._set_url(url)
+        self._headers = _Values(headers, lower=True)
+        self._params = _Values(params, lower=False)
+        self.timeout: httpx.Timeout | None = (
+            None
+            if timeout is None
+            else timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout)
+        )
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.owns_client = client is None
+        self.client = client if client is not None else new_client(self.timeout)
+
+    def with_url(self, url: str) -> Transport:
+        """A transport for another stream sharing this one's client and settings."""
+        clone = Transport.__new__(Transport)
+        for name in Transport.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone._set_url(url)
+        clone.owns_client = False
+        return clone
+
+    def _set_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        # Query parameters in the URL itself join the sorted query of every request.
+        self._base_url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+        self._base_params = dict(parse_qsl(parts.query, keep_blank_values=True))
+
+    async def build(
+        self,
+        method: str,
+        *,
+        protocol_headers: Mapping[str, str] | None = None,
+        protocol_params: Mapping[str, str] | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        content: bytes | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Request:
+        """Build a request: user headers/params first, protocol values always win."""
+        merged_headers = await self._headers.resolve()
+        if headers:
+            merged_headers.update(await _Values(headers, lower=True).resolve())
+        if protocol_headers:
+            merged_headers.update(protocol_headers)
+
+        url = self._base_url
+        if self._base_params or self._params or params or protocol_params:
+            query = dict(self._base_params)
+            if self._params:
+                query.update(await self._params.resolve())
+            if params:
+                query.update(await _Values(params, lower=False).resolve())
+            if protocol_params:
+                query.update(protocol_params)
+            if query:
+                url = f"{url}?{encode_query(query)}"
+        timeout = timeout if timeout is not None else self.timeout
+        try:
+            if timeout is None:
+                return self.client.build_request(
+                    method, url, headers=merged_headers, content=content
+                )
+            return self.client.build_request(
+                method, url, headers=merged_headers, content=content, timeout=timeout
+            )
+        except httpx.HTTPError as exc:  # InvalidURL and friends
+            raise error_for_exception(exc, operation=method, url=self.url) from None
+
+    async def send(
+        self, request: httpx.Request, *, operation: str, stream: bool = False
+    ) -> httpx.Response:
+        """Send ``request``; transport failures become typed errors, statuses are not checked."""
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, operation=operation, url=request.url) from exc
+
+    async def request(
+        self,
+        method: str,
+        *,
+        operation: str,
+        ok: tuple[int, ...] = (200, 201, 204),
+        protocol_headers: Mapping[str, str] | None = None,
+        protocol_params: Mapping[str, str] | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        content: bytes | None = None,
+        sent_stream_seq: bool = False,
+    ) -> httpx.Response:
+        """Build, send and check one request (no retry); the body is read."""
+        request = await self.build(
+            method,
+            protocol_headers=protocol_headers,
+            protocol_params=protocol_params,
+            headers=headers,
+            params=params,
+            content=content,
+        )
+        response = await self.send(request, operation=operation)
+        if response.status_code not in ok:
+            raise error_for_response(
+                response,
+                operation=operation,
+                body=response.content,
+                sent_stream_seq=sent_stream_seq,
+                is_read=method == "GET",
+                is_create=method == "PUT",
+            )
+        return response
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it."""
+        if self.owns_client:
+            await self.client.aclose()
+
+
+def header_int(headers: httpx.Headers, name: str) -> int | None:
+    """An integer response header, or None when absent or malformed."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def response_flag(headers: httpx.Headers, name: str) -> bool:
+    """A boolean protocol header of a response (only ``true`` counts)."""
+    return p.flag(headers.get(name))

@@ -370,10 +370,7 @@ def is_secret_header(name: str) -> bool:
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``headers`` with credential-bearing values replaced."""
-    return {
-        k.lower(): (REDACTED if is_secret_header(k) else v)
-        for k, v in headers.items()
-    }
+    return {k.lower(): (REDACTED if is_secret_header(k) else v) for k, v in headers.items()}
 
 
 def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:

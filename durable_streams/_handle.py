@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,9 +29,6 @@ from ._errors import (
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
 from ._transport import HeadersArg, ParamsArg, Transport, header_int, response_flag
-
-if TYPE_CHECKING:
-    from ._live import StreamResponseContext
 
 __all__ = ["AppendRetry", "DurableStream", "StreamHandle"]
 
@@ -201,9 +198,7 @@ class StreamHandle:
                     )
                 protocol[p.STREAM_FORK_SUB_OFFSET] = str(fork_sub_offset)
         elif fork_offset is not None or fork_sub_offset is not None:
-            raise InvalidArgumentError(
-                "fork_offset needs forked_from", field="fork_offset"
-            )
+            raise InvalidArgumentError("fork_offset needs forked_from", field="fork_offset")
         content = body.encode("utf-8") if isinstance(body, str) else body
 
         async def attempt() -> httpx.Response:
@@ -440,7 +435,10 @@ class StreamHandle:
             nonlocal retried
             try:
                 await self._transport.request(
-                    "DELETE", operation="delete", ok=(200, 202, 204), headers=headers,
+                    "DELETE",
+                    operation="delete",
+                    ok=(200, 202, 204),
+                    headers=headers,
                     params=params,
                 )
             except NotFoundError:
@@ -453,14 +451,6 @@ class StreamHandle:
 
         await call_with_retry(self.retry, attempt, what=f"delete {self._where}")
         self._content_type = None
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    def stream(self, *args: Any, **kwargs: Any) -> StreamResponseContext:
-        """Read the stream; see :func:`durable_streams.stream` for the options."""
-        from ._live import open_stream
-
-        return open_stream(self, *args, **kwargs)
 
     # -- helpers ---------------------------------------------------------------------------------
 

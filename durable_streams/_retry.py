@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio
 import pydantic
 import tenacity
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ._errors import (
     DurableStreamError,
@@ -36,6 +36,10 @@ T = TypeVar("T")
 
 # Sleeping is looked up through this name so tests can observe delays without waiting.
 _sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+# RetryCallState wants its controller; ours only lends it an identity.
+_RETRYING = tenacity.Retrying()
 
 
 class RetryPolicy(BaseModel):
@@ -74,11 +78,13 @@ class RetryPolicy(BaseModel):
                 f"invalid RetryPolicy: {field}: {first['msg']}", field=field
             ) from None
 
-    @model_validator(mode="after")
-    def _check_bounds(self) -> RetryPolicy:
-        if self.max_delay < self.initial_delay:
+    @field_validator("max_delay")
+    @classmethod
+    def _check_max_delay(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("initial_delay")
+        if initial is not None and value < initial:
             raise ValueError("max_delay must be at least initial_delay")
-        return self
+        return value
 
     @classmethod
     def disabled(cls) -> RetryPolicy:
@@ -106,7 +112,7 @@ class Backoff:
         if policy.max_elapsed is not None:
             stop = stop | tenacity.stop_after_delay(policy.max_elapsed)
         self._stop = stop
-        self._state = tenacity.RetryCallState(None, None, (), {})
+        self._state = tenacity.RetryCallState(_RETRYING, None, (), {})
 
     @property
     def attempts(self) -> int:
@@ -115,7 +121,7 @@ class Backoff:
 
     def reset(self) -> None:
         """Forget earlier failures (after a success in a long-running session)."""
-        self._state = tenacity.RetryCallState(None, None, (), {})
+        self._state = tenacity.RetryCallState(_RETRYING, None, (), {})
 
     def next_delay(self, error: BaseException) -> float | None:
         """Seconds to wait before retrying after ``error``, or None to give up.

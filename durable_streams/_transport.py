@@ -136,9 +136,7 @@ class Transport:
         except ValueError as exc:
             raise InvalidArgumentError(f"invalid stream URL: {exc}", field="url") from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidArgumentError(
-                "stream URL must be an absolute http(s) URL", field="url"
-            )
+            raise InvalidArgumentError("stream URL must be an absolute http(s) URL", field="url")
         self._set_url(url)
         self._headers = _Values(headers, lower=True)
         self._params = _Values(params, lower=False)

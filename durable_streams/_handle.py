@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal
@@ -28,7 +29,14 @@ from ._errors import (
 )
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
-from ._transport import HeadersArg, ParamsArg, Transport, header_int, response_flag
+from ._transport import (
+    HeadersArg,
+    ParamsArg,
+    Transport,
+    header_int,
+    is_header_value,
+    response_flag,
+)
 
 __all__ = ["AppendRetry", "DurableStream", "StreamHandle"]
 
@@ -80,7 +88,7 @@ class StreamHandle:
         self._transport = Transport(
             url, client=client, headers=headers, params=params, timeout=timeout, retry=retry
         )
-        self._content_type = content_type
+        self._content_type = _check_content_type(content_type)
         self._append_retry: AppendRetry = append_retry
 
     @classmethod
@@ -167,7 +175,7 @@ class StreamHandle:
             print("created" if result.created else "already there", result.next_offset)
         """
         protocol: dict[str, str] = {}
-        kind = content_type or self._content_type
+        kind = _check_content_type(content_type) or self._content_type
         if kind is not None:
             protocol[p.CONTENT_TYPE] = kind
         elif forked_from is None:
@@ -199,6 +207,10 @@ class StreamHandle:
                 protocol[p.STREAM_FORK_SUB_OFFSET] = str(fork_sub_offset)
         elif fork_offset is not None or fork_sub_offset is not None:
             raise InvalidArgumentError("fork_offset needs forked_from", field="fork_offset")
+        if body is not None and not isinstance(body, (bytes, str)):
+            raise InvalidArgumentError(
+                f"body must be bytes or str, not {type(body).__name__}", field="body"
+            )
         content = body.encode("utf-8") if isinstance(body, str) else body
 
         async def attempt() -> httpx.Response:
@@ -279,6 +291,13 @@ class StreamHandle:
 
             await handle.append_many([{"n": 1}, {"n": 2}, {"n": 3}])
         """
+        if isinstance(items, (str, bytes, bytearray, memoryview, Mapping)):
+            # Iterating these would append characters, bytes or keys one by one.
+            raise InvalidArgumentError(
+                f"append_many takes an iterable of items, not {type(items).__name__}; "
+                "use append() for one message",
+                field="items",
+            )
         json_mode = p.is_json(await self._write_content_type())
         encoded = [encode_item(item, json_mode=json_mode) for item in items]
         if not encoded:
@@ -335,6 +354,7 @@ class StreamHandle:
             protocol[p.STREAM_CLOSED] = p.TRUE
         operation = "append and close" if close else "append"
         backoff: Backoff | None = None
+        started_at = time.monotonic()
         ambiguous = False  # an earlier attempt may have been applied
         while True:
             try:
@@ -368,7 +388,7 @@ class StreamHandle:
                         url=self._transport.url,
                     ) from error
                 ambiguous = ambiguous or not proven
-                backoff = backoff or self.retry.backoff()
+                backoff = backoff or self.retry.backoff(started_at=started_at)
                 await backoff.sleep_before_retry(error, f"{operation} {self._where}")
         headers_in = response.headers
         return AppendResult(
@@ -429,10 +449,10 @@ class StreamHandle:
 
             await handle.delete()
         """
-        retried = False
+        ambiguous = False  # an earlier attempt may have deleted the stream
 
         async def attempt() -> None:
-            nonlocal retried
+            nonlocal ambiguous
             try:
                 await self._transport.request(
                     "DELETE",
@@ -443,10 +463,10 @@ class StreamHandle:
                 )
             except NotFoundError:
                 # A retry after a lost response finds the stream already gone.
-                if not retried:
+                if not ambiguous:
                     raise
-            except DurableStreamError:
-                retried = True
+            except DurableStreamError as error:
+                ambiguous = ambiguous or not _proves_not_applied(error)
                 raise
 
         await call_with_retry(self.retry, attempt, what=f"delete {self._where}")
@@ -496,12 +516,31 @@ def _format_seq(seq: str | int) -> str:
     return seq
 
 
+def _check_content_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or not is_header_value(value):
+        raise InvalidArgumentError(
+            f"content_type must be a MIME type such as 'application/json', not {value!r}",
+            field="content_type",
+        )
+    return value
+
+
 def _format_expires_at(value: datetime | str) -> str:
+    """RFC 3339 in one canonical form: the server compares it as a raw string on re-create."""
     if isinstance(value, str):
-        if not value:
-            raise InvalidArgumentError("expires_at must not be empty", field="expires_at")
+        if not value or not is_header_value(value):
+            raise InvalidArgumentError(
+                "expires_at must be an RFC 3339 timestamp", field="expires_at"
+            )
         return value
-    if value.tzinfo is None:
+    if not isinstance(value, datetime):
+        raise InvalidArgumentError(
+            f"expires_at must be an aware datetime or an RFC 3339 str, not {type(value).__name__}",
+            field="expires_at",
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidArgumentError(
             "expires_at must be timezone-aware (e.g. datetime.now(timezone.utc))",
             field="expires_at",

@@ -49,8 +49,9 @@ class RetryPolicy(BaseModel):
     ``max_delay``, each one drawn uniformly from ``[0, bound]`` (full jitter). A
     ``Retry-After`` header is a floor for the next delay, capped at
     ``max_retry_after``. The policy gives up after ``max_attempts`` attempts in
-    all (the first one included) or once ``max_elapsed`` seconds have passed,
-    whichever comes first; ``None`` turns a limit off.
+    all (the first one included) or when the next attempt would start more than
+    ``max_elapsed`` seconds after the first one, whichever comes first; ``None``
+    turns a limit off.
 
     Example::
 
@@ -91,9 +92,13 @@ class RetryPolicy(BaseModel):
         """A policy that never retries."""
         return cls(max_attempts=1)
 
-    def backoff(self) -> Backoff:
-        """A fresh retry state for one operation (or one read session)."""
-        return Backoff(self)
+    def backoff(self, *, started_at: float | None = None) -> Backoff:
+        """A fresh retry state for one operation (or one read session).
+
+        ``started_at`` (a ``time.monotonic()`` value) is when the operation's first
+        attempt began; ``max_elapsed`` counts from there (default: now).
+        """
+        return Backoff(self, started_at=started_at)
 
 
 class Backoff:
@@ -101,7 +106,7 @@ class Backoff:
 
     __slots__ = ("_policy", "_state", "_stop", "_wait")
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, *, started_at: float | None = None) -> None:
         self._policy = policy
         self._wait = tenacity.wait_random_exponential(
             multiplier=policy.initial_delay, exp_base=policy.multiplier, max=policy.max_delay
@@ -113,6 +118,8 @@ class Backoff:
             stop = stop | tenacity.stop_after_delay(policy.max_elapsed)
         self._stop = stop
         self._state = tenacity.RetryCallState(_RETRYING, None, (), {})
+        if started_at is not None:
+            self._state.start_time = started_at
 
     @property
     def attempts(self) -> int:
@@ -138,6 +145,9 @@ class Backoff:
         retry_after = error.retry_after if isinstance(error, StatusError) else None
         if retry_after is not None:
             delay = max(delay, min(retry_after, self._policy.max_retry_after))
+        limit = self._policy.max_elapsed
+        if limit is not None and state.outcome_timestamp - state.start_time + delay > limit:
+            return None  # the next attempt would start past the deadline
         state.attempt_number += 1
         return delay
 
@@ -171,6 +181,7 @@ async def call_with_retry(
 ) -> T:
     """Run ``operation``, retrying retryable failures under ``policy``."""
     backoff: Backoff | None = None
+    started_at = time.monotonic()
     while True:
         try:
             return await operation()
@@ -178,5 +189,5 @@ async def call_with_retry(
             if not retryable(error):
                 raise
             if backoff is None:
-                backoff = policy.backoff()
+                backoff = policy.backoff(started_at=started_at)
             await backoff.sleep_before_retry(error, what)

@@ -10,6 +10,7 @@ it ever sees an httpx exception.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeAlias
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -17,7 +18,13 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import httpx
 
 from . import _protocol as p
-from ._errors import InvalidArgumentError, error_for_exception, error_for_response
+from ._errors import (
+    DurableStreamError,
+    InvalidArgumentError,
+    error_for_exception,
+    error_for_response,
+    redact_url,
+)
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -61,15 +68,25 @@ def new_client(timeout: httpx.Timeout | float | None = None) -> httpx.AsyncClien
 class _Values:
     """Header or parameter sources, split so static-only sets cost one dict copy."""
 
-    __slots__ = ("dynamic", "static")
+    __slots__ = ("dynamic", "headers", "static")
 
     def __init__(self, values: Mapping[str, ValueSource] | None, *, lower: bool) -> None:
         self.static: dict[str, str] = {}
         self.dynamic: dict[str, Callable[[], str | Awaitable[str]]] = {}
+        self.headers = lower
+        if values is not None and not isinstance(values, Mapping):
+            raise InvalidArgumentError(
+                f"expected a mapping of names to values, not {type(values).__name__}",
+                field="headers" if lower else "params",
+            )
         for name, value in (values or {}).items():
+            if not isinstance(name, str) or not name:
+                raise InvalidArgumentError(f"invalid name {name!r}: names are non-empty str")
+            if lower and not is_header_name(name):
+                raise InvalidArgumentError(f"invalid header name {name!r}", field=name)
             key = name.lower() if lower else name
             if isinstance(value, str):
-                self.static[key] = value
+                self.static[key] = self._checked(key, value)
             elif callable(value):
                 self.dynamic[key] = value
             else:
@@ -92,11 +109,43 @@ class _Values:
                     f"callable for {name!r} returned {type(value).__name__}, expected str",
                     field=name,
                 )
-            resolved[name] = value
+            resolved[name] = self._checked(name, value)
         return resolved
+
+    def _checked(self, name: str, value: str) -> str:
+        # The value itself is never shown: it may be a credential.
+        if self.headers and not is_header_value(value):
+            raise InvalidArgumentError(
+                f"value of header {name!r} must be printable ASCII without line breaks",
+                field=name,
+            )
+        return value
 
     def __bool__(self) -> bool:
         return bool(self.static or self.dynamic)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+
+def is_header_name(name: str) -> bool:
+    return _HEADER_NAME.match(name) is not None
+
+
+def is_header_value(value: str) -> bool:
+    return _HEADER_VALUE.match(value) is not None
+
+
+def _timeout(value: object) -> httpx.Timeout | None:
+    """The ``timeout=`` argument as an httpx.Timeout: None keeps the client's own."""
+    if value is None or isinstance(value, httpx.Timeout):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return httpx.Timeout(float(value))
+    raise InvalidArgumentError(
+        "timeout must be a positive number of seconds or an httpx.Timeout", field="timeout"
+    )
 
 
 def encode_query(params: Mapping[str, str]) -> str:
@@ -104,6 +153,28 @@ def encode_query(params: Mapping[str, str]) -> str:
     return "&".join(
         f"{quote(key, safe='')}={quote(params[key], safe='')}" for key in sorted(params)
     )
+
+
+def check_url(url: object) -> str:
+    """``url`` as a string if it is an absolute http(s) URL httpx can send to, else raise."""
+    if isinstance(url, httpx.URL):
+        url = str(url)
+    if not isinstance(url, str):
+        raise InvalidArgumentError(
+            f"stream URL must be a str, not {type(url).__name__}", field="url"
+        )
+    try:
+        parts = urlsplit(url)
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidArgumentError(
+            f"invalid stream URL {redact_url(url)}: {exc}", field="url"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidArgumentError(
+            f"stream URL must be an absolute http(s) URL, not {redact_url(url)}", field="url"
+        )
+    return url
 
 
 class Transport:
@@ -131,22 +202,14 @@ class Transport:
         timeout: httpx.Timeout | float | None,
         retry: RetryPolicy | None,
     ) -> None:
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"invalid stream URL: {exc}", field="url") from None
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidArgumentError("stream URL must be an absolute http(s) URL", field="url")
-        self._set_url(url)
+        self._set_url(check_url(url))
         self._headers = _Values(headers, lower=True)
         self._params = _Values(params, lower=False)
-        self.timeout: httpx.Timeout | None = (
-            None
-            if timeout is None
-            else timeout
-            if isinstance(timeout, httpx.Timeout)
-            else httpx.Timeout(timeout)
-        )
+        self.timeout: httpx.Timeout | None = _timeout(timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy", field="retry")
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise InvalidArgumentError("client must be an httpx.AsyncClient", field="client")
         self.retry = retry if retry is not None else RetryPolicy()
         self.owns_client = client is None
         self.client = client if client is not None else new_client(self.timeout)
@@ -156,7 +219,7 @@ class Transport:
         clone = Transport.__new__(Transport)
         for name in Transport.__slots__:
             setattr(clone, name, getattr(self, name))
-        clone._set_url(url)
+        clone._set_url(check_url(url))
         clone.owns_client = False
         return clone
 
@@ -205,13 +268,24 @@ class Transport:
             return self.client.build_request(
                 method, url, headers=merged_headers, content=content, timeout=timeout
             )
-        except httpx.HTTPError as exc:  # InvalidURL and friends
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            # A user-supplied value (a content type, a URL) httpx cannot put on the wire.
+            raise InvalidArgumentError(
+                f"cannot build the {method} request to {redact_url(self.url)}: {exc}"
+            ) from None
+        except httpx.HTTPError as exc:
             raise error_for_exception(exc, operation=method, url=self.url) from None
 
     async def send(
         self, request: httpx.Request, *, operation: str, stream: bool = False
     ) -> httpx.Response:
         """Send ``request``; transport failures become typed errors, statuses are not checked."""
+        if self.client.is_closed:
+            raise DurableStreamError(
+                f"{operation} failed: the HTTP client is closed (the handle was closed with "
+                "aclose() or its async with block ended)",
+                url=request.url,
+            )
         try:
             return await self.client.send(request, stream=stream)
         except httpx.HTTPError as exc:

@@ -1,0 +1,87 @@
+"""One 'read the whole byte stream' run in a fresh process, for scenario 6.
+
+    python -m benchmarks._memory_child {sdk|raw} URL EXPECTED_BYTES
+
+Prints one JSON object: bytes read, seconds, peak RSS growth sampled every
+2 ms (``peak_growth``) and the ``ru_maxrss`` upper bound (``maxrss_growth``),
+both relative to the RSS just before the read starts (after imports and a
+warm-up request, so only the read itself is measured).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import sys
+import time
+
+import anyio
+
+from benchmarks._harness import RssSampler, check_status, raw_client
+from benchmarks._reads import read_url
+from durable_streams import StreamHandle
+
+
+async def read_sdk(url: str) -> int:
+    received = 0
+    async with StreamHandle(url) as handle:
+        await handle.head()  # warm-up: the pooled connection exists before measuring
+        gc.collect()
+        with RssSampler() as sampler:
+            start = time.perf_counter()
+            async with handle.stream(offset="-1", live=False) as response:
+                async for chunk in response.iter_bytes():
+                    received += len(chunk)
+            seconds = time.perf_counter() - start
+    report(received, seconds, sampler)
+    return received
+
+
+async def read_raw(url: str) -> int:
+    received = 0
+    async with raw_client() as client:
+        check_status(await client.head(url), 200)
+        gc.collect()
+        with RssSampler() as sampler:
+            start = time.perf_counter()
+            offset = "-1"
+            while True:
+                async with client.stream("GET", read_url(url, offset)) as response:
+                    check_status(response, 200)
+                    async for chunk in response.aiter_bytes():
+                        received += len(chunk)
+                    offset = response.headers["stream-next-offset"]
+                    if "stream-up-to-date" in response.headers:
+                        break
+            seconds = time.perf_counter() - start
+    report(received, seconds, sampler)
+    return received
+
+
+def report(received: int, seconds: float, sampler: RssSampler) -> None:
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "bytes": received,
+                "seconds": seconds,
+                "peak_growth": sampler.peak_growth,
+                "maxrss_growth": maxrss - sampler.start_rss,
+            }
+        )
+    )
+
+
+def main() -> int:
+    variant, url, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    reader = read_sdk if variant == "sdk" else read_raw
+    received = anyio.run(reader, url)
+    if received != expected:
+        print(f"read {received} bytes, expected {expected}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import pydantic_core
@@ -32,11 +33,16 @@ def encode_item(value: object, *, json_mode: bool) -> bytes:
         data = bytes(value)
     elif json_mode:
         try:
-            return pydantic_core.to_json(value)
+            data = pydantic_core.to_json(value)
         except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
             raise InvalidArgumentError(
                 f"cannot serialise {type(value).__name__} as JSON: {exc}", field="data"
             ) from exc
+        if (b"NaN" in data or b"Infinity" in data) and _has_non_finite(data):
+            raise InvalidArgumentError(
+                "cannot serialise NaN or infinity: JSON has no such numbers", field="data"
+            )
+        return data
     else:
         raise InvalidArgumentError(
             f"a non-JSON stream takes bytes or str, not {type(value).__name__}", field="data"
@@ -44,6 +50,19 @@ def encode_item(value: object, *, json_mode: bool) -> bytes:
     if not data:
         raise EmptyAppendError("cannot append empty data")
     return data
+
+
+def _has_non_finite(data: bytes) -> bool:
+    """Whether serialised JSON holds NaN/Infinity literals (not merely those words in strings)."""
+
+    def reject(constant: str) -> object:
+        raise ValueError(constant)
+
+    try:
+        json.loads(data, parse_constant=reject)
+    except ValueError:
+        return True
+    return False
 
 
 def json_array(messages: Iterable[bytes]) -> bytes:

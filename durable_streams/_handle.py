@@ -27,7 +27,9 @@ from ._errors import (
     StreamClosedError,
     redact_url,
 )
+from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
+from ._response import StreamRequest, stream_request
 from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
 from ._transport import (
     HeadersArg,
@@ -192,9 +194,15 @@ class StreamHandle:
         if closed:
             protocol[p.STREAM_CLOSED] = p.TRUE
         if forked_from is not None:
-            protocol[p.STREAM_FORKED_FROM] = _path_of(forked_from)
+            protocol[p.STREAM_FORKED_FROM] = _header_str(
+                _path_of(_header_str(forked_from, "forked_from", "a stream path or URL")),
+                "forked_from",
+                "a stream path or URL",
+            )
             if fork_offset is not None:
-                protocol[p.STREAM_FORK_OFFSET] = fork_offset
+                protocol[p.STREAM_FORK_OFFSET] = _header_str(
+                    fork_offset, "fork_offset", "an offset the server issued"
+                )
             if fork_sub_offset is not None:
                 if (
                     isinstance(fork_sub_offset, bool)
@@ -396,6 +404,45 @@ class StreamHandle:
             closed=response_flag(headers_in, p.STREAM_CLOSED),
         )
 
+    # -- read ----------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        offset: str | int = p.OFFSET_START,
+        live: p.LiveMode = False,
+        *,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        on_error: OnError | None = None,
+    ) -> StreamRequest:
+        """Read the stream from ``offset``: await it, or use it with ``async with``.
+
+        ``offset`` is ``"-1"`` (start), ``"now"`` (tail) or an offset you stored.
+        ``live``: ``False`` reads to the tail and stops; ``"long-poll"``, ``"sse"``,
+        ``True`` (long-poll) and ``"auto"`` (SSE, falling back to long-poll) keep
+        reading new data until the stream closes. ``on_error(error)`` sees each
+        retryable failure and each 401/403 and may return :class:`RetryWith`.
+        See :class:`StreamResponse` for the ways to consume the result.
+
+        Example::
+
+            async with handle.stream(offset=saved, live="auto") as res:
+                async for batch in res:
+                    process(batch.items)
+                    saved = batch.offset
+        """
+        return stream_request(
+            self._transport,
+            offset=offset,
+            live=live,
+            headers=headers,
+            params=params,
+            on_error=on_error,
+            content_type=self._content_type,
+            etags=self.__dict__.setdefault("_read_etags", {}),
+            owns_transport=False,
+        )
+
     # -- head / exists / delete ---------------------------------------------------------------
 
     async def head(self, *, headers: HeadersArg = None, params: ParamsArg = None) -> StreamInfo:
@@ -504,16 +551,19 @@ def _proves_not_applied(error: DurableStreamError) -> bool:
 
 
 def _format_seq(seq: str | int) -> str:
-    if isinstance(seq, bool):
-        raise InvalidArgumentError("seq must be a str or a non-negative int", field="seq")
-    if isinstance(seq, int):
+    if isinstance(seq, int) and not isinstance(seq, bool):
         if seq < 0:
             raise InvalidArgumentError("seq must be non-negative", field="seq")
         # Stream-Seq compares byte-wise: zero-pad so 10 sorts after 9.
         return f"{seq:016d}"
-    if not seq:
-        raise InvalidArgumentError("seq must not be empty", field="seq")
-    return seq
+    return _header_str(seq, "seq", "a non-negative int or a non-empty str")
+
+
+def _header_str(value: object, field: str, what: str) -> str:
+    """``value`` if it is a str that can be sent as a header value, else an InvalidArgumentError."""
+    if not isinstance(value, str) or not value or not is_header_value(value):
+        raise InvalidArgumentError(f"{field} must be {what}, not {value!r}", field=field)
+    return value
 
 
 def _check_content_type(value: str | None) -> str | None:

@@ -1,0 +1,94 @@
+"""Append payload encoding: one message per call, batches as JSON arrays."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pydantic
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_streams import EmptyAppendError, InvalidArgumentError
+from durable_streams._codec import encode_item, join_items, json_array
+
+
+class Event(pydantic.BaseModel):
+    kind: str
+    at: datetime
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values.filter(lambda v: not isinstance(v, str)))  # a str is pre-serialised
+def test_any_json_value_round_trips_as_one_message(value: Any) -> None:
+    encoded = encode_item(value, json_mode=True)
+    assert json.loads(encoded) == value
+    # Wrapped as the server unwraps it: exactly one message whose value is ``value``.
+    assert json.loads(json_array([encoded])) == [value]
+
+
+def test_str_and_bytes_are_pre_serialised_json_on_json_streams() -> None:
+    assert encode_item('{"a": 1}', json_mode=True) == b'{"a": 1}'
+    assert encode_item(b"[1,2]", json_mode=True) == b"[1,2]"
+    # Not parsed again: the fast path passes the text through untouched.
+    assert encode_item("not json", json_mode=True) == b"not json"
+
+
+def test_lists_and_models_are_serialised() -> None:
+    assert encode_item([1, [2]], json_mode=True) == b"[1,[2]]"
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert json.loads(encode_item(Event(kind="k", at=at), json_mode=True)) == {
+        "kind": "k",
+        "at": "2026-01-02T03:04:05Z",
+    }
+    assert encode_item({"é": "✓"}, json_mode=True).decode() == '{"é":"✓"}'
+    assert encode_item({"NaN": "Infinity"}, json_mode=True) == b'{"NaN":"Infinity"}'
+
+
+def test_byte_streams_take_bytes_like_and_text() -> None:
+    assert encode_item("héllo", json_mode=False) == "héllo".encode()
+    assert encode_item(bytearray(b"ab"), json_mode=False) == b"ab"
+    assert encode_item(memoryview(b"cd"), json_mode=False) == b"cd"
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, 5, None, [b"x"]])
+def test_byte_streams_reject_other_values(value: object) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        encode_item(value, json_mode=False)
+    assert caught.value.field == "data"
+
+
+@pytest.mark.parametrize("value", [b"", "", bytearray()])
+@pytest.mark.parametrize("json_mode", [True, False])
+def test_empty_items_are_refused(value: object, json_mode: bool) -> None:
+    with pytest.raises(EmptyAppendError) as caught:
+        encode_item(value, json_mode=json_mode)
+    assert caught.value.status == 400
+    assert caught.value.code == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("value", [object(), float("nan"), {"x": [float("-inf")]}, {"x": object()}])
+def test_unserialisable_values_are_invalid_arguments(value: object) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        encode_item(value, json_mode=True)
+    assert caught.value.field == "data"
+
+
+def test_batches() -> None:
+    assert json_array([b"1", b'{"a":2}']) == b'[1,{"a":2}]'
+    assert join_items([b"ab", b"cd"], json_mode=False) == b"abcd"
+    assert join_items([b"[1]", b"2"], json_mode=True) == b"[[1],2]"

@@ -1,0 +1,247 @@
+"""Error mapping, redaction and escaping (no network)."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+import pytest
+
+from durable_streams import (
+    BadRequestError,
+    ConflictError,
+    DurableStreamError,
+    ForbiddenError,
+    GoneError,
+    InvalidOffsetError,
+    NetworkError,
+    NotFoundError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    ProducerSequenceGapError,
+    RateLimitedError,
+    RequestTimeoutError,
+    SequenceConflictError,
+    ServerError,
+    StaleEpochError,
+    StatusError,
+    StreamClosedError,
+    StreamConfigMismatchError,
+    UnauthorizedError,
+)
+from durable_streams._errors import (
+    REDACTED,
+    error_for_exception,
+    error_for_response,
+    excerpt,
+    parse_retry_after,
+    redact_headers,
+    redact_url,
+)
+
+URL = "https://user:hunter2@example.com/v1/stream/s?offset=-1&token=abc123&live=sse"
+
+
+def response(
+    status: int,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    method: str = "POST",
+) -> httpx.Response:
+    return httpx.Response(status, headers=headers, content=body, request=httpx.Request(method, URL))
+
+
+def error(status: int, **kwargs: object) -> StatusError:
+    headers = kwargs.pop("headers", None)
+    body = kwargs.pop("body", b"oops")
+    method = str(kwargs.pop("method", "POST"))
+    assert isinstance(body, bytes)
+    resp = response(status, headers=headers, body=body, method=method)  # type: ignore[arg-type]
+    return error_for_response(resp, operation="append", body=body, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "code"),
+    [
+        (400, BadRequestError, "UNEXPECTED_STATUS"),
+        (401, UnauthorizedError, "UNEXPECTED_STATUS"),
+        (403, ForbiddenError, "UNEXPECTED_STATUS"),
+        (404, NotFoundError, "NOT_FOUND"),
+        (405, NotSupportedError, "NOT_SUPPORTED"),
+        (409, StreamConfigMismatchError, "CONFLICT"),
+        (410, GoneError, "UNEXPECTED_STATUS"),
+        (413, PayloadTooLargeError, "UNEXPECTED_STATUS"),
+        (429, RateLimitedError, "UNEXPECTED_STATUS"),
+        (500, ServerError, "UNEXPECTED_STATUS"),
+        (501, NotSupportedError, "NOT_SUPPORTED"),
+        (502, ServerError, "UNEXPECTED_STATUS"),
+        (503, ServerError, "UNEXPECTED_STATUS"),
+        (504, ServerError, "UNEXPECTED_STATUS"),
+        (418, StatusError, "UNEXPECTED_STATUS"),
+    ],
+)
+def test_every_status_maps_to_its_class(status: int, cls: type[StatusError], code: str) -> None:
+    exc = error(status)
+    assert type(exc) is cls
+    assert exc.code == code
+    assert exc.status == status
+    assert exc.body == "oops"
+    assert exc.url is not None
+    assert "hunter2" not in exc.url
+    assert "abc123" not in exc.url
+    assert str(status) in str(exc)
+
+
+def test_409_with_stream_closed_is_stream_closed_with_final_offset() -> None:
+    exc = error(409, headers={"Stream-Closed": "true", "Stream-Next-Offset": "0000_0042"})
+    assert isinstance(exc, StreamClosedError)
+    assert exc.final_offset == "0000_0042"
+    assert exc.code == "STREAM_CLOSED"
+
+
+def test_409_stream_closed_needs_lowercase_true_semantics() -> None:
+    assert isinstance(error(409, headers={"Stream-Closed": "TRUE"}), StreamClosedError)
+    assert not isinstance(error(409, headers={"Stream-Closed": "yes"}), StreamClosedError)
+
+
+def test_409_with_expected_seq_is_a_producer_gap() -> None:
+    exc = error(409, headers={"Producer-Expected-Seq": "3", "Producer-Received-Seq": "5"})
+    assert isinstance(exc, ProducerSequenceGapError)
+    assert (exc.expected_seq, exc.received_seq) == (3, 5)
+
+
+def test_409_after_sending_stream_seq_is_a_sequence_conflict() -> None:
+    exc = error(409, sent_stream_seq=True)
+    assert isinstance(exc, SequenceConflictError)
+    assert exc.code == "SEQUENCE_CONFLICT"
+    assert isinstance(error(409), StreamConfigMismatchError)
+
+
+def test_409_to_create_is_always_a_config_mismatch() -> None:
+    exc = error(409, headers={"Stream-Closed": "true"}, is_create=True, method="PUT")
+    assert type(exc) is StreamConfigMismatchError
+    assert isinstance(exc, ConflictError)
+
+
+def test_403_with_producer_epoch_is_stale_epoch() -> None:
+    exc = error(403, headers={"Producer-Epoch": "7"})
+    assert isinstance(exc, StaleEpochError)
+    assert exc.current_epoch == 7
+    assert type(error(403, headers={"Producer-Epoch": "x"})) is ForbiddenError
+
+
+def test_400_on_a_read_about_the_offset_is_invalid_offset() -> None:
+    exc = error(400, body=b"Invalid offset format", is_read=True, method="GET")
+    assert isinstance(exc, InvalidOffsetError)
+    assert exc.code == "INVALID_OFFSET"
+    assert type(error(400, body=b"Invalid offset format")) is BadRequestError
+
+
+def test_429_exposes_retry_after() -> None:
+    assert error(429, headers={"Retry-After": "12"}).retry_after == 12.0
+    assert error(429).retry_after is None
+
+
+def test_response_headers_are_redacted() -> None:
+    exc = error(
+        500,
+        headers={
+            "Set-Cookie": "session=s3cret",
+            "X-Api-Key": "k3y",
+            "Authorization": "Bearer t0ken",
+            "Content-Type": "text/plain",
+        },
+    )
+    assert exc.headers is not None
+    assert exc.headers["set-cookie"] == REDACTED
+    assert exc.headers["x-api-key"] == REDACTED
+    assert exc.headers["authorization"] == REDACTED
+    assert exc.headers["content-type"] == "text/plain"
+    rendered = f"{exc} {exc!r} {exc.headers}"
+    for secret in ("s3cret", "k3y", "t0ken", "hunter2", "abc123"):
+        assert secret not in rendered
+
+
+def test_untrusted_body_is_escaped_and_clipped() -> None:
+    hostile = b"\x1b[31mred\r\nINFO fake log line\x00" + b"x" * 500
+    exc = error(400, body=hostile)
+    assert exc.body is not None
+    for raw in ("\x1b", "\r", "\n", "\x00"):
+        assert raw not in str(exc)
+        assert raw not in exc.body
+    assert "\\x1b" in exc.body
+    assert "\\r\\n" in exc.body
+    assert exc.body.endswith("…")
+    assert len(exc.body) < 260
+
+
+def test_excerpt_keeps_short_text() -> None:
+    assert excerpt("fine") == "fine"
+    assert excerpt("a\tb") == "a\\tb"
+
+
+def test_redact_url() -> None:
+    redacted = redact_url(URL)
+    assert redacted == (
+        f"https://user:{REDACTED}@example.com/v1/stream/s?offset=-1&token={REDACTED}&live=sse"
+    )
+    assert redact_url("https://t0ken@example.com/s") == f"https://{REDACTED}@example.com/s"
+    assert redact_url("http://h/s?cursor=9&api_key=zz") == f"http://h/s?cursor=9&api_key={REDACTED}"
+    assert redact_url("http://h/s#frag") == "http://h/s"
+    assert redact_url(httpx.URL("http://a:b@h/s")) == f"http://a:{REDACTED}@h/s"
+    assert redact_url("http://[::1/s") == "<invalid URL>"
+
+
+def test_redact_headers_by_name() -> None:
+    headers = redact_headers({"Cookie": "c", "X-Auth-Token": "t", "Stream-Next-Offset": "1"})
+    assert headers == {"cookie": REDACTED, "x-auth-token": REDACTED, "stream-next-offset": "1"}
+
+
+def test_base_error_redacts_its_url_and_repr() -> None:
+    exc = DurableStreamError("boom", url=URL, headers={"authorization": "Bearer x"})
+    assert "hunter2" not in repr(exc)
+    assert "abc123" not in str(exc)
+    assert exc.headers == {"authorization": REDACTED}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5", 5.0),
+        (" 0 ", 0.0),
+        ("", None),
+        ("-3", None),
+        ("1.5", None),
+        ("soon", None),
+        ("²", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    seconds = parse_retry_after(future)
+    assert seconds is not None
+    assert 25 <= seconds <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert parse_retry_after(past) == 0.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 -0000") is not None
+
+
+def test_transport_exceptions_become_typed_with_cause() -> None:
+    timeout = httpx.ReadTimeout("slow")
+    exc = error_for_exception(timeout, operation="read", url=URL)
+    assert isinstance(exc, RequestTimeoutError)
+    assert exc.code == "TIMEOUT"
+    assert exc.__cause__ is timeout
+    reset = httpx.RemoteProtocolError("peer closed")
+    exc = error_for_exception(reset, operation="append", url=URL)
+    assert type(exc) is NetworkError
+    assert exc.code == "NETWORK_ERROR"
+    assert exc.__cause__ is reset
+    assert "hunter2" not in str(exc)

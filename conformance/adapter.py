@@ -1,0 +1,633 @@
+"""Conformance adapter: drives the durable_streams SDK for the official client test suite.
+
+It speaks the adapter protocol (one JSON command per stdin line, one JSON reply
+per stdout line; see the repository's conformance/README.md) and uses only the
+public ``durable_streams`` API with one shared ``httpx.AsyncClient`` for its
+whole life. It measures the SDK: anything the suite needs that the SDK lacks
+belongs in the SDK, not here.
+
+Plain appends use ``append_retry="at-least-once"``: the suite expects a plain
+append to be retried after a 500, accepting a possible duplicate.
+
+Run it with ``conformance/run-adapter`` (the project's virtualenv Python).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+import durable_streams as ds
+
+CLIENT_NAME = "aio-durable-streams"
+FEATURES = {
+    "batching": True,
+    "sse": True,
+    "longPoll": True,
+    "auto": True,
+    "streaming": True,
+    "dynamicHeaders": True,
+    "retryOptions": True,
+    "batchItems": True,
+    "strictZeroValidation": True,
+}
+DEFAULT_READ_TIMEOUT_MS = 5000
+DEFAULT_MAX_CHUNKS = 100
+LIVE_MODES: dict[Any, ds.LiveMode] = {
+    False: False,
+    True: "auto",
+    "long-poll": "long-poll",
+    "sse": "sse",
+    "auto": "auto",
+}
+# RetryPolicy field -> the suite's option name (validate retry-options).
+RETRY_FIELDS = {
+    "max_attempts": "maxRetries",
+    "initial_delay": "initialDelayMs",
+    "max_delay": "maxDelayMs",
+    "multiplier": "multiplier",
+}
+
+Command = dict[str, Any]
+Reply = dict[str, Any]
+
+
+class Failure(Exception):
+    """An error reply the adapter itself decides (unknown command, bad input, deadline)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def is_json_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
+
+
+def camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+
+
+@dataclass
+class Dynamic:
+    """A ``set-dynamic-header`` / ``set-dynamic-param`` definition."""
+
+    kind: str
+    initial: str | None = None
+    counter: int = 0
+
+    def next_value(self) -> str:
+        if self.kind == "counter":
+            self.counter += 1
+            return str(self.counter)
+        if self.kind == "timestamp":
+            return str(int(time.time() * 1000))
+        return self.initial or ""
+
+
+@dataclass
+class ReadOutcome:
+    """What a ``read`` command reports."""
+
+    offset: str
+    status: int = 200
+    chunks: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+    closed: bool = False
+    cursor: str | None = None
+
+    def take(self, batch: ds.Batch, json_mode: bool) -> str:
+        """Record a batch's state; return its chunk text ("" when it carries no data)."""
+        self.offset = batch.offset
+        self.up_to_date = batch.up_to_date
+        self.closed = batch.closed
+        if batch.cursor:
+            self.cursor = batch.cursor
+        if json_mode:
+            items = batch.items
+            return json.dumps(items, separators=(",", ":"), ensure_ascii=False) if items else ""
+        return batch.data.decode("utf-8", "replace")
+
+
+class Adapter:
+    """Adapter state (kept across tests, reset by ``init``) and the command handlers."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.server_url = ""
+        self.handles: dict[str, ds.StreamHandle] = {}
+        self.producers: dict[tuple[str, str, int], ds.IdempotentProducer] = {}
+        self.dynamic_headers: dict[str, Dynamic] = {}
+        self.dynamic_params: dict[str, Dynamic] = {}
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def handle(self, command: Command) -> Reply:
+        kind = str(command.get("type"))
+        handler: Callable[[Command, float], Awaitable[Reply]] | None = getattr(
+            self, "cmd_" + kind.replace("-", "_"), None
+        )
+        arrived = anyio.current_time()
+        try:
+            if handler is None:
+                raise Failure("NOT_SUPPORTED", f"unknown command type {kind!r}")
+            reply = await handler(command, arrived)
+        except Exception as exc:
+            return error_reply(kind, command, exc)
+        return {"type": kind, "success": True, **reply}
+
+    def stream(self, path: str) -> ds.StreamHandle:
+        """The cached handle of a path (it remembers the stream's content type)."""
+        handle = self.handles.get(path)
+        if handle is None:
+            handle = ds.StreamHandle(
+                self.server_url + path, client=self.client, append_retry="at-least-once"
+            )
+            self.handles[path] = handle
+        return handle
+
+    def dynamic(self, headers: Any) -> tuple[dict[str, str], dict[str, str], Reply]:
+        """Headers and params for one append/read: dynamic values (evaluated once) + command's."""
+        sent_headers = {name: d.next_value() for name, d in self.dynamic_headers.items()}
+        sent_params = {name: d.next_value() for name, d in self.dynamic_params.items()}
+        merged = {**sent_headers, **{str(k): str(v) for k, v in (headers or {}).items()}}
+        report: Reply = {}
+        if sent_headers:
+            report["headersSent"] = {name: merged[name] for name in sent_headers}
+        if sent_params:
+            report["paramsSent"] = sent_params
+        return merged, sent_params, report
+
+    async def drop_producers(self) -> None:
+        producers, self.producers = list(self.producers.values()), {}
+        for producer in producers:
+            with anyio.move_on_after(5), contextlib.suppress(ds.DurableStreamError):
+                await producer.detach()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def cmd_init(self, command: Command, arrived: float) -> Reply:
+        await self.drop_producers()
+        self.server_url = str(command["serverUrl"]).rstrip("/")
+        self.handles.clear()
+        self.dynamic_headers.clear()
+        self.dynamic_params.clear()
+        return {"clientName": CLIENT_NAME, "clientVersion": ds.__version__, "features": FEATURES}
+
+    async def cmd_shutdown(self, command: Command, arrived: float) -> Reply:
+        await self.drop_producers()
+        return {}
+
+    # -- stream commands ---------------------------------------------------------------------
+
+    async def cmd_create(self, command: Command, arrived: float) -> Reply:
+        path = str(command["path"])
+        self.handles.pop(path, None)  # a fresh handle learns the type this create sets
+        result = await self.stream(path).create(
+            content_type=command.get("contentType") or "application/octet-stream",
+            ttl=command.get("ttlSeconds"),
+            expires_at=command.get("expiresAt"),
+            body=command.get("data"),
+            closed=bool(command.get("closed", False)),
+            headers=command.get("headers"),
+        )
+        reply: Reply = {"status": 201 if result.created else 200}
+        if result.next_offset:
+            reply["offset"] = result.next_offset
+        return reply
+
+    async def cmd_connect(self, command: Command, arrived: float) -> Reply:
+        info = await self.stream(str(command["path"])).head(headers=command.get("headers"))
+        return {"status": 200, **({"offset": info.next_offset} if info.next_offset else {})}
+
+    async def cmd_head(self, command: Command, arrived: float) -> Reply:
+        info = await self.stream(str(command["path"])).head(headers=command.get("headers"))
+        reply: Reply = {
+            "status": 200,
+            "offset": info.next_offset or "",
+            "streamClosed": info.closed,
+        }
+        if info.content_type is not None:
+            reply["contentType"] = info.content_type
+        if info.ttl is not None:
+            reply["ttlSeconds"] = info.ttl
+        if info.expires_at is not None:
+            reply["expiresAt"] = info.expires_at.isoformat().replace("+00:00", "Z")
+        return reply
+
+    async def cmd_delete(self, command: Command, arrived: float) -> Reply:
+        path = str(command["path"])
+        try:
+            await self.stream(path).delete(headers=command.get("headers"))
+        finally:
+            self.handles.pop(path, None)
+        return {"status": 200}
+
+    async def cmd_append(self, command: Command, arrived: float) -> Reply:
+        data: str | bytes = str(command.get("data", ""))
+        if command.get("binary"):
+            try:
+                data = base64.b64decode(data, validate=True)
+            except binascii.Error as exc:
+                raise Failure("INVALID_ARGUMENT", f"append: data is not base64: {exc}") from None
+        headers, params, report = self.dynamic(command.get("headers"))
+        for name, header in (
+            ("producerId", "producer-id"),
+            ("producerEpoch", "producer-epoch"),
+            ("producerSeq", "producer-seq"),
+        ):
+            if command.get(name) is not None:
+                headers[header] = str(command[name])
+        result = await self.stream(str(command["path"])).append(
+            data, seq=command.get("seq"), headers=headers, params=params
+        )
+        return {"status": 200, "offset": result.next_offset or "", **report}
+
+    async def cmd_close(self, command: Command, arrived: float) -> Reply:
+        path = str(command["path"])
+        handle = self.stream(path)
+        if command.get("contentType"):
+            handle = ds.StreamHandle(
+                handle.url,
+                client=self.client,
+                content_type=str(command["contentType"]),
+                append_retry="at-least-once",
+            )
+        data = command.get("data")
+        result = await (handle.close(final=data) if data else handle.close())
+        return {"status": 200, "finalOffset": result.final_offset or ""}
+
+    cmd_server_close = cmd_close
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def cmd_read(self, command: Command, arrived: float) -> Reply:
+        path = str(command["path"])
+        live = command.get("live", False)
+        if live not in LIVE_MODES:
+            raise Failure("INVALID_ARGUMENT", f"read {path}: unknown live mode {live!r}")
+        mode = LIVE_MODES[live]
+        offset = str(command.get("offset") or "-1")
+        deadline = arrived + float(command.get("timeoutMs", DEFAULT_READ_TIMEOUT_MS)) / 1000
+        max_chunks = int(command.get("maxChunks", DEFAULT_MAX_CHUNKS))
+        wait_up_to_date = bool(command.get("waitForUpToDate", False))
+        headers, params, report = self.dynamic(command.get("headers"))
+        outcome = ReadOutcome(offset=offset)
+        handle = self.stream(path)
+
+        async def collect() -> None:
+            async with handle.stream(offset, live=mode, headers=headers, params=params) as res:
+                outcome.status = res.status or 200
+                json_mode = is_json_type(res.content_type)
+                async for batch in res:
+                    text = outcome.take(batch, json_mode)
+                    if text:
+                        outcome.chunks.append(text)
+                    if mode is False:
+                        continue  # catch-up: the SDK stops at up-to-date
+                    if (
+                        len(outcome.chunks) >= max_chunks
+                        or (wait_up_to_date and batch.up_to_date)
+                        or batch.closed
+                    ):
+                        return
+                if res.cursor:
+                    outcome.cursor = res.cursor
+
+        if mode is False:
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    await collect()
+            except TimeoutError:
+                raise Failure("TIMEOUT", f"read {path}: catch-up did not finish in time") from None
+            if outcome.chunks:
+                outcome.chunks = [join_chunks(outcome.chunks, is_json_type(handle.content_type))]
+        else:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                await collect()
+            if scope.cancelled_caught:
+                outcome.up_to_date = True
+        reply: Reply = {
+            "status": outcome.status,
+            "chunks": [{"data": text, "offset": outcome.offset} for text in outcome.chunks],
+            "offset": outcome.offset,
+            "upToDate": outcome.up_to_date,
+            "streamClosed": outcome.closed,
+            **report,
+        }
+        if outcome.cursor:
+            reply["cursor"] = outcome.cursor
+        return reply
+
+    # -- idempotent producers -------------------------------------------------------------------
+
+    def new_producer(self, command: Command, **options: Any) -> ds.IdempotentProducer:
+        return ds.IdempotentProducer(
+            self.stream(str(command["path"])),
+            str(command.get("producerId", "")),
+            epoch=int(command.get("epoch", 0)),
+            auto_claim=bool(command.get("autoClaim", False)),
+            headers=command.get("headers"),
+            **options,
+        )
+
+    async def cached_producer(self, command: Command) -> ds.IdempotentProducer:
+        key = producer_key(command)
+        producer = self.producers.get(key)
+        if producer is None:
+            producer = self.new_producer(command, linger_ms=0, max_in_flight=1)
+            await producer.start()
+            self.producers[key] = producer
+        return producer
+
+    def forget_producer(self, command: Command) -> ds.IdempotentProducer | None:
+        return self.producers.pop(producer_key(command), None)
+
+    async def cmd_idempotent_append(self, command: Command, arrived: float) -> Reply:
+        producer = await self.cached_producer(command)
+        try:
+            ack = await producer.send(str(command.get("data", "")))
+        except ds.DurableStreamError:
+            # A producer that failed for good is not reused by later commands.
+            self.forget_producer(command)
+            with anyio.move_on_after(5), contextlib.suppress(ds.DurableStreamError):
+                await producer.detach()
+            raise
+        reply: Reply = {"status": 200, "duplicate": ack.duplicate, "producerSeq": ack.seq}
+        if ack.offset:
+            reply["offset"] = ack.offset
+        return reply
+
+    async def cmd_idempotent_append_batch(self, command: Command, arrived: float) -> Reply:
+        in_flight = int(command.get("maxInFlight") or 1)
+        options: dict[str, Any] = {"max_in_flight": max(1, in_flight)}
+        if in_flight > 1:
+            options["max_batch_items"] = 1  # small batches, pipelined
+        producer = self.new_producer(command, **options)
+        async with producer:
+            for item in command.get("items") or []:
+                producer.append(str(item))
+            await producer.flush()
+            await producer.detach()
+        return {"status": 200}
+
+    async def cmd_idempotent_close(self, command: Command, arrived: float) -> Reply:
+        producer = await self.cached_producer(command)
+        data = command.get("data")
+        result = await (producer.close(final=str(data)) if data else producer.close())
+        return {"status": 200, "finalOffset": result.final_offset or ""}
+
+    async def cmd_idempotent_detach(self, command: Command, arrived: float) -> Reply:
+        producer = self.forget_producer(command)
+        if producer is not None:
+            await producer.detach()
+        return {"status": 200}
+
+    # -- dynamic headers and params ---------------------------------------------------------------
+
+    async def cmd_set_dynamic_header(self, command: Command, arrived: float) -> Reply:
+        initial = command.get("initialValue")
+        self.dynamic_headers[str(command["name"])] = Dynamic(
+            str(command.get("valueType")), None if initial is None else str(initial)
+        )
+        return {}
+
+    async def cmd_set_dynamic_param(self, command: Command, arrived: float) -> Reply:
+        self.dynamic_params[str(command["name"])] = Dynamic(str(command.get("valueType")))
+        return {}
+
+    async def cmd_clear_dynamic(self, command: Command, arrived: float) -> Reply:
+        self.dynamic_headers.clear()
+        self.dynamic_params.clear()
+        return {}
+
+    # -- validate ----------------------------------------------------------------------------------
+
+    async def cmd_validate(self, command: Command, arrived: float) -> Reply:
+        target = command.get("target")
+        if not isinstance(target, dict):
+            raise Failure("INVALID_ARGUMENT", "validate: target must be an object")
+        kind = target.get("target")
+        try:
+            if kind == "retry-options":
+                validate_retry_options(target)
+            elif kind == "idempotent-producer":
+                self.validate_producer(target)
+            else:
+                raise Failure("NOT_SUPPORTED", f"validate: unknown target {kind!r}")
+        except ds.InvalidArgumentError as exc:
+            names = RETRY_FIELDS if kind == "retry-options" else {}
+            name = names.get(exc.field or "", camel(exc.field or ""))
+            raise Failure("INVALID_ARGUMENT", f"invalid {name}: {exc}") from None
+        return {}
+
+    def validate_producer(self, target: dict[str, Any]) -> None:
+        options: dict[str, Any] = {}
+        for name in ("epoch", "maxBatchBytes", "maxBatchItems", "lingerMs", "maxInFlight"):
+            if name in target:
+                options[re.sub(r"([A-Z])", r"_\1", name).lower()] = target[name]
+        handle = ds.StreamHandle(self.server_url + "/__validate__", client=self.client)
+        ds.IdempotentProducer(handle, str(target.get("producerId", "validate-producer")), **options)
+
+    # -- benchmark -----------------------------------------------------------------------------
+
+    async def cmd_benchmark(self, command: Command, arrived: float) -> Reply:
+        operation = command.get("operation")
+        if not isinstance(operation, dict):
+            raise Failure("INVALID_ARGUMENT", "benchmark: operation must be an object")
+        op = str(operation.get("op"))
+        runner: Callable[[dict[str, Any]], Awaitable[tuple[int, Reply]]] | None = getattr(
+            self, "bench_" + op, None
+        )
+        if runner is None:
+            raise Failure("NOT_SUPPORTED", f"benchmark: unknown op {op!r}")
+        duration, metrics = await runner(operation)
+        return {
+            "iterationId": command.get("iterationId"),
+            "durationNs": str(duration),
+            "metrics": metrics,
+        }
+
+    async def bench_append(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        handle = self.stream(str(op["path"]))
+        payload = b"x" * int(op["size"])
+        if handle.content_type is None:
+            await handle.head()  # learn the content type outside the timed part
+        start = time.perf_counter_ns()
+        await handle.append(payload)
+        return time.perf_counter_ns() - start, {"bytesTransferred": len(payload)}
+
+    async def bench_read(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        handle = self.stream(str(op["path"]))
+        start = time.perf_counter_ns()
+        async with handle.stream(str(op.get("offset") or "-1")) as res:
+            body = await res.body()
+        return time.perf_counter_ns() - start, {"bytesTransferred": len(body)}
+
+    async def bench_roundtrip(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        path = str(op["path"])
+        size = int(op["size"])
+        content_type = str(op.get("contentType") or "application/octet-stream")
+        live: ds.LiveMode = "sse" if op.get("live") == "sse" else "long-poll"
+        payload = (
+            json.dumps("x" * max(0, size - 2)).encode()
+            if is_json_type(content_type)
+            else (b"x" * size)
+        )
+        self.handles.pop(path, None)
+        handle = self.stream(path)
+        received = 0
+        start = time.perf_counter_ns()
+        await handle.create(content_type=content_type)
+        async with anyio.create_task_group() as tg, handle.stream("-1", live=live) as res:
+
+            async def read_until_data() -> None:
+                nonlocal received
+                async for batch in res:
+                    received += len(batch.data)
+                    if batch.data:
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(read_until_data)
+            await handle.append(payload)
+        return time.perf_counter_ns() - start, {"bytesTransferred": size + received}
+
+    async def bench_create(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        path = str(op["path"])
+        self.handles.pop(path, None)
+        handle = self.stream(path)
+        start = time.perf_counter_ns()
+        await handle.create(content_type=str(op.get("contentType") or "application/octet-stream"))
+        return time.perf_counter_ns() - start, {}
+
+    async def bench_throughput_append(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        handle = self.stream(str(op["path"]))
+        count, size = int(op["count"]), int(op["size"])
+        start = time.perf_counter_ns()
+        with contextlib.suppress(ds.StreamConfigMismatchError):  # it exists already
+            await handle.create(content_type=handle.content_type or "application/octet-stream")
+        if handle.content_type is None:
+            await handle.head()
+        json_mode = is_json_type(handle.content_type)
+        payload = json.dumps("x" * max(0, size - 2)) if json_mode else "x" * size
+        concurrency = max(1, int(op.get("concurrency") or 1))
+        async with ds.IdempotentProducer(
+            handle, f"bench-{uuid.uuid4().hex}", max_in_flight=concurrency
+        ) as producer:
+            for _ in range(count):
+                await producer.wait_for_capacity()
+                producer.append(payload)
+            await producer.flush()
+        elapsed = time.perf_counter_ns() - start
+        return elapsed, {"bytesTransferred": count * size, "messagesProcessed": count}
+
+    async def bench_throughput_read(self, op: dict[str, Any]) -> tuple[int, Reply]:
+        handle = self.stream(str(op["path"]))
+        messages = size = 0
+        start = time.perf_counter_ns()
+        async with handle.stream("-1") as res:
+            async for batch in res:
+                messages += len(batch.items)
+                size += len(batch.data)
+        elapsed = time.perf_counter_ns() - start
+        return elapsed, {"messagesProcessed": messages, "bytesTransferred": size}
+
+
+def producer_key(command: Command) -> tuple[str, str, int]:
+    return str(command["path"]), str(command.get("producerId", "")), int(command.get("epoch", 0))
+
+
+def join_chunks(chunks: list[str], json_mode: bool) -> str:
+    """A catch-up read's single chunk: the whole body, or one JSON array of all messages."""
+    if not json_mode:
+        return "".join(chunks)
+    items: list[Any] = []
+    for chunk in chunks:
+        items.extend(json.loads(chunk))
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def validate_retry_options(target: dict[str, Any]) -> None:
+    options: dict[str, Any] = {}
+    if "maxRetries" in target:
+        options["max_attempts"] = target["maxRetries"] + 1
+    if "initialDelayMs" in target:
+        options["initial_delay"] = target["initialDelayMs"] / 1000
+    if "maxDelayMs" in target:
+        options["max_delay"] = target["maxDelayMs"] / 1000
+    if "multiplier" in target:
+        options["multiplier"] = target["multiplier"]
+    ds.RetryPolicy(**options)
+
+
+def error_reply(kind: str, command: Command, exc: Exception) -> Reply:
+    """The protocol's error reply for an exception, mapped by the SDK's error codes."""
+    if isinstance(exc, ds.ProducerFlushError) and exc.failures:
+        exc = exc.failures[0].error
+    where = f"{kind} {command.get('path', '')}".rstrip()
+    status: int | None = None
+    if isinstance(exc, Failure):
+        code, status, message = exc.code, exc.status, str(exc)
+    elif isinstance(exc, ds.DurableStreamError):
+        code, status, message = exc.code, exc.status, f"{where}: {exc}"
+    elif isinstance(exc, (KeyError, TypeError, ValueError)):
+        code, message = "INVALID_ARGUMENT", f"{where}: bad command: {exc!r}"
+    else:
+        code, message = "INTERNAL_ERROR", f"{where}: {type(exc).__name__}: {exc}"
+        print(f"adapter: {message}", file=sys.stderr, flush=True)
+    reply: Reply = {"type": "error", "success": False, "commandType": kind, "errorCode": code}
+    reply["message"] = message
+    if status is not None:
+        reply["status"] = status
+    return reply
+
+
+def write_reply(reply: Reply) -> None:
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
+
+
+async def main() -> None:
+    async with ds.new_client() as client:
+        adapter = Adapter(client)
+        while True:
+            line = await anyio.to_thread.run_sync(sys.stdin.buffer.readline)
+            if not line:
+                break  # the runner closed stdin
+            if not line.strip():
+                continue
+            try:
+                command = json.loads(line.decode("utf-8"))
+                if not isinstance(command, dict):
+                    raise ValueError("a command is a JSON object")
+            except ValueError as exc:
+                write_reply(
+                    {
+                        "type": "error",
+                        "success": False,
+                        "commandType": "unknown",
+                        "errorCode": "PARSE_ERROR",
+                        "message": f"unreadable command: {exc}",
+                    }
+                )
+                continue
+            write_reply(await adapter.handle(command))
+            if command.get("type") == "shutdown":
+                break
+
+
+if __name__ == "__main__":
+    anyio.run(main, backend="asyncio")

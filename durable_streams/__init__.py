@@ -54,6 +54,7 @@ from ._models import (
     CreateResult,
     StreamInfo,
 )
+from ._producer import IdempotentProducer, ProducerAck, ProducerOnError
 from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, new_client
@@ -78,6 +79,7 @@ __all__ = [
     "EmptyAppendError",
     "ForbiddenError",
     "GoneError",
+    "IdempotentProducer",
     "InvalidArgumentError",
     "InvalidOffsetError",
     "LiveMode",
@@ -86,10 +88,12 @@ __all__ = [
     "NotSupportedError",
     "ParseError",
     "PayloadTooLargeError",
+    "ProducerAck",
     "ProducerBufferFullError",
     "ProducerClosedError",
     "ProducerError",
     "ProducerFlushError",
+    "ProducerOnError",
     "ProducerSequenceGapError",
     "RateLimitedError",
     "RequestTimeoutError",

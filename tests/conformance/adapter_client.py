@@ -119,8 +119,10 @@ class AdapterClient:
             raise AdapterError(f"cannot write to the adapter: {exc}") from exc
         self._outstanding += 1
 
-    def receive(self, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
         """The next reply; restarts the adapter and raises on timeout, crash or garbage."""
+        if timeout is None:
+            timeout = COMMAND_TIMEOUT
         try:
             line = self._replies.get(timeout=timeout)
         except queue.Empty:

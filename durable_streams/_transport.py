@@ -37,6 +37,9 @@ __all__ = [
     "new_client",
 ]
 
+#: Bodies of non-streamed responses (writes, HEAD, errors) are cut after this many bytes.
+MAX_BUFFERED_BODY = 1024 * 1024
+
 ValueSource: TypeAlias = "str | Callable[[], str] | Callable[[], Awaitable[str]]"
 """A header or parameter value: a string, or a sync/async callable returning one,
 called on every request (for tokens that refresh)."""
@@ -279,7 +282,11 @@ class Transport:
     async def send(
         self, request: httpx.Request, *, operation: str, stream: bool = False
     ) -> httpx.Response:
-        """Send ``request``; transport failures become typed errors, statuses are not checked."""
+        """Send ``request``; transport failures become typed errors, statuses are not checked.
+
+        With ``stream=False`` the body is read, keeping at most the first
+        ``MAX_BUFFERED_BODY`` bytes; use ``stream=True`` for reads of stream data.
+        """
         if self.client.is_closed:
             raise DurableStreamError(
                 f"{operation} failed: the HTTP client is closed (the handle was closed with "
@@ -287,9 +294,19 @@ class Transport:
                 url=request.url,
             )
         try:
-            return await self.client.send(request, stream=stream)
+            response = await self.client.send(request, stream=True)
+            if stream:
+                return response
+            try:
+                body = await _read_capped(response, MAX_BUFFERED_BODY)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, operation=operation, url=request.url) from exc
+        # A hostile server cannot make a write-path response use unbounded memory: these
+        # responses carry no data, and error bodies are only excerpted.
+        response._content = body
+        return response
 
     async def request(
         self,
@@ -329,6 +346,17 @@ class Transport:
         """Close the HTTP client if this transport created it."""
         if self.owns_client:
             await self.client.aclose()
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def header_int(headers: httpx.Headers, name: str) -> int | None:

@@ -360,6 +360,19 @@ async def test_secrets_stay_out_of_reprs_errors_and_retry_logs(
         assert secret not in rendered
 
 
+async def test_header_callables_run_again_for_every_retry(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    tokens = iter(["Bearer one", "Bearer two", "Bearer three"])
+    route = mock.head(URL).mock(
+        side_effect=[httpx.Response(503), httpx.Response(429), httpx.Response(200)]
+    )
+    async with StreamHandle(URL, headers={"Authorization": lambda: next(tokens)}) as handle:
+        await handle.head()
+    sent = [call.request.headers["authorization"] for call in route.calls]
+    assert sent == ["Bearer one", "Bearer two", "Bearer three"]
+
+
 async def test_repr_shows_the_redacted_url() -> None:
     async with StreamHandle(URL + "?token=abc") as handle:
         assert repr(handle) == "StreamHandle('http://streams.test/v1/stream/s?token=[REDACTED]')"

@@ -16,8 +16,9 @@ from durable_streams import (
     NotFoundError,
     RequestTimeoutError,
     RetryPolicy,
+    ServerError,
 )
-from durable_streams._transport import Transport, header_int, response_flag
+from durable_streams._transport import MAX_BUFFERED_BODY, Transport, header_int, response_flag
 
 pytestmark = pytest.mark.anyio
 
@@ -254,3 +255,31 @@ def test_header_helpers() -> None:
     assert response_flag(headers, "c")
     assert not response_flag(headers, "d")
     assert not response_flag(headers, "missing")
+
+
+async def test_buffered_bodies_are_capped(mock: respx.MockRouter) -> None:
+    huge = b"x" * (3 * MAX_BUFFERED_BODY)
+    mock.post(URL).respond(500, content=huge)
+    mock.put(URL).respond(201, content=huge)
+    t = transport(retry=RetryPolicy.disabled())
+    with pytest.raises(ServerError) as caught:
+        await t.request("POST", operation="append", content=b"x")
+    assert caught.value.body is not None
+    assert len(caught.value.body) < 300
+    response = await t.send(await t.build("PUT"), operation="create")
+    assert response.content == huge[:MAX_BUFFERED_BODY]
+    await t.aclose()
+
+
+async def test_a_body_cut_short_is_a_network_error(mock: respx.MockRouter) -> None:
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"partial"
+            raise httpx.RemoteProtocolError("peer closed connection")
+
+    mock.head(URL).respond(200, stream=Broken())
+    t = transport()
+    with pytest.raises(NetworkError) as caught:
+        await t.send(await t.build("HEAD"), operation="head")
+    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    await t.aclose()

@@ -60,7 +60,16 @@ class StreamHandle:
     The handle owns a pooled ``httpx.AsyncClient`` unless you pass ``client=``
     (which it then never closes, so many handles can share one client).
     ``headers`` and ``params`` hold strings or sync/async callables that are
-    called on every request, e.g. to refresh a token.
+    called on every request (retries included), e.g. to refresh a token.
+    ``timeout`` is seconds (every phase) or an ``httpx.Timeout``; the default
+    keeps connect/write/pool finite and the read timeout above a 30 s long-poll.
+
+    ``append_retry`` decides when a plain append (no ``seq``, no producer) is
+    retried: ``"safe"`` (default) only after failures that prove nothing was
+    stored (connection refused, 429, 503), raising
+    :class:`AppendOutcomeUnknownError` otherwise; ``"at-least-once"`` after any
+    retryable failure, accepting possible duplicates (what the conformance
+    suite expects). Create, head, close and delete always retry.
 
     Example::
 

@@ -206,3 +206,21 @@ async def test_network_errors_keep_the_httpx_cause(
             await handle.head()
     assert isinstance(caught.value.__cause__, httpx.HTTPError)
     assert caught.value.code == "NETWORK_ERROR"
+
+
+@pytest.mark.parametrize("status", [405, 501])
+@pytest.mark.parametrize("operation", ["create", "head", "close", "delete"])
+async def test_unsupported_operations_are_typed(
+    handle: StreamHandle,
+    faults: ReferenceServer,
+    delays: list[float],
+    operation: str,
+    status: int,
+) -> None:
+    method, run = SAFE_OPERATIONS[operation]
+    faults.inject_fault(handle.url, method=method, status=status)
+    with pytest.raises(NotSupportedError) as caught:
+        await run(handle)
+    assert caught.value.status == status
+    assert caught.value.code == "NOT_SUPPORTED"
+    assert delays == []

@@ -209,6 +209,8 @@ async def test_deleting_a_forked_source_soft_deletes_it(
             await handle.append("y")
         with pytest.raises(GoneError):
             await handle.delete()
+        with pytest.raises(GoneError):
+            await handle.close()
         with pytest.raises(StreamConfigMismatchError):
             await handle.create(content_type=TEXT)
         assert await read_all(fork) == b"x"

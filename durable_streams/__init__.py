@@ -12,7 +12,7 @@ Example::
         await handle.append({"role": "user", "text": "hi"})
 """
 
-from ._api import append, close, create, delete, head
+from ._api import append, close, create, delete, head, stream
 from ._errors import (
     AppendOutcomeUnknownError,
     BadRequestError,
@@ -43,9 +43,11 @@ from ._errors import (
     StreamConfigMismatchError,
     TransportError,
     UnauthorizedError,
+    UsageError,
     ValidationError,
 )
 from ._handle import AppendRetry, DurableStream, StreamHandle
+from ._live import RetryWith
 from ._models import (
     AppendResult,
     BatchFailure,
@@ -56,6 +58,7 @@ from ._models import (
 )
 from ._producer import IdempotentProducer, ProducerAck, ProducerOnError
 from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
+from ._response import Batch, StreamRequest, StreamResponse
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, new_client
 
@@ -68,6 +71,7 @@ __all__ = [
     "AppendOutcomeUnknownError",
     "AppendResult",
     "AppendRetry",
+    "Batch",
     "BadRequestError",
     "BatchFailure",
     "CloseResult",
@@ -98,6 +102,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "RetryPolicy",
+    "RetryWith",
     "SequenceConflictError",
     "ServerError",
     "StaleEpochError",
@@ -107,7 +112,10 @@ __all__ = [
     "StreamHandle",
     "StreamInfo",
     "TransportError",
+    "StreamRequest",
+    "StreamResponse",
     "UnauthorizedError",
+    "UsageError",
     "ValidationError",
     "__version__",
     "append",
@@ -116,4 +124,5 @@ __all__ = [
     "delete",
     "head",
     "new_client",
+    "stream",
 ]

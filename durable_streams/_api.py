@@ -11,12 +11,15 @@ from typing import Any
 
 import httpx
 
+from . import _protocol as p
 from ._handle import StreamHandle
+from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
+from ._response import StreamRequest, stream_request
 from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg
 
-__all__ = ["append", "close", "create", "delete", "head"]
+__all__ = ["append", "close", "create", "delete", "head", "stream"]
 
 
 def _handle(
@@ -145,3 +148,41 @@ async def delete(
     """
     async with _handle(url, client, headers, params, timeout, retry) as handle:
         await handle.delete()
+
+
+def stream(
+    url: str,
+    *,
+    offset: str | int = p.OFFSET_START,
+    live: p.LiveMode = False,
+    client: httpx.AsyncClient | None = None,
+    content_type: str | None = None,
+    headers: HeadersArg = None,
+    params: ParamsArg = None,
+    timeout: httpx.Timeout | float | None = None,
+    retry: RetryPolicy | None = None,
+    on_error: OnError | None = None,
+) -> StreamRequest:
+    """Read the stream at ``url`` (see :meth:`StreamHandle.stream`); await it or ``async with``.
+
+    The response owns its HTTP client (unless you pass ``client=``) and
+    releases it when closed or fully consumed.
+
+    Example::
+
+        async with durable_streams.stream(url, offset="-1", live="auto") as res:
+            async for item in res.iter_json():
+                print(item)
+    """
+    handle = _handle(url, client, headers, params, timeout, retry, content_type)
+    return stream_request(
+        handle._transport,
+        offset=offset,
+        live=live,
+        headers=None,
+        params=None,
+        on_error=on_error,
+        content_type=content_type,
+        etags=None,
+        owns_transport=True,
+    )

@@ -10,6 +10,7 @@ excerpt::
     DurableStreamError                      INTERNAL_ERROR
     ├── InvalidArgumentError (ValueError)   INVALID_ARGUMENT
     │   └── EmptyAppendError                (status 400: the protocol's answer; nothing is sent)
+    ├── UsageError (RuntimeError)           USAGE_ERROR (e.g. a read response consumed twice)
     ├── ParseError                          PARSE_ERROR
     │   └── ValidationError                 (items that fail a pydantic model)
     ├── TransportError                      NETWORK_ERROR
@@ -88,6 +89,7 @@ __all__ = [
     "StreamConfigMismatchError",
     "TransportError",
     "UnauthorizedError",
+    "UsageError",
     "ValidationError",
 ]
 
@@ -159,6 +161,13 @@ class EmptyAppendError(InvalidArgumentError):
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("status", 400)
         super().__init__(message, field="data", **kwargs)
+
+
+class UsageError(DurableStreamError, RuntimeError):
+    """The SDK was used in a way it does not support: consuming a read response a
+    second time, or ``batch.items`` on a stream that is not JSON."""
+
+    code = "USAGE_ERROR"
 
 
 class ParseError(DurableStreamError):

@@ -1,0 +1,555 @@
+"""The read loop: one loop for catch-up, long-poll, SSE and auto mode.
+
+A read session is a sequence of requests, each answering with "units": the
+data of one catch-up or long-poll response, or of one SSE data+control group,
+together with the offset to resume from. The loop only differs per mode in how
+a unit is fetched; the state machine (catch-up until up-to-date, then live;
+stop at EOF; retry from the current offset) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import anyio
+import httpx
+
+from . import _protocol as p
+from ._errors import (
+    DurableStreamError,
+    ForbiddenError,
+    InvalidArgumentError,
+    NetworkError,
+    ParseError,
+    ServerError,
+    UnauthorizedError,
+    error_for_exception,
+    error_for_response,
+    excerpt,
+    redact_url,
+)
+from ._retry import is_retryable
+from ._sse import decode_base64_data, iter_sse_events, parse_control, parse_json_data
+from ._transport import HeadersArg, ParamsArg, Transport, ValueSource
+
+__all__ = ["OnError", "ReadLoop", "RetryWith", "Unit"]
+
+#: How many 401/403 answers in a row ``on_error`` may turn into a retry.
+MAX_AUTH_RETRIES = 3
+#: In auto mode, this many "early" SSE connections in a row switch to long-poll.
+EARLY_SSE_LIMIT = 3
+#: An SSE connection that ends sooner than this without data counts as early.
+EARLY_SSE_SECONDS = 1.0
+#: ETags of empty up-to-date reads remembered per handle (oldest dropped first).
+MAX_ETAGS = 64
+#: Bytes of an error response read for the error message.
+ERROR_BODY_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RetryWith:
+    """Returned from an ``on_error`` hook: retry with these headers/params merged in.
+
+    They apply to every later request of the read session (e.g. a refreshed
+    token after a 401).
+
+    Example::
+
+        async def refresh(error: DurableStreamError) -> RetryWith | None:
+            if isinstance(error, UnauthorizedError):
+                return RetryWith(headers={"authorization": f"Bearer {await new_token()}"})
+            return None  # retry as the policy says
+
+        res = await handle.stream(offset=saved, live="auto", on_error=refresh)
+    """
+
+    headers: Mapping[str, ValueSource] | None = None
+    params: Mapping[str, ValueSource] | None = None
+
+
+OnError: TypeAlias = Callable[
+    [DurableStreamError], "RetryWith | Awaitable[RetryWith | None] | None"
+]
+"""``on_error(error)``: sync or async; None = retry per policy, RetryWith = retry with
+new headers/params, raise = stop the session."""
+
+
+@dataclass(slots=True)
+class Unit:
+    """What one response (or one SSE data+control group) delivered.
+
+    ``next_offset`` is None for a partial chunk of a streamed body: the state
+    only advances with the last chunk of a response.
+    """
+
+    data: bytes | None
+    items: list[Any] | None
+    next_offset: str | None
+    cursor: str | None
+    up_to_date: bool
+    closed: bool
+
+    @property
+    def has_data(self) -> bool:
+        if self.items is not None:
+            return bool(self.items)
+        return bool(self.data)
+
+
+def normalize_offset(offset: str | int) -> str:
+    """The offset as sent: ``-1`` (int) means the start; strings are opaque."""
+    if isinstance(offset, bool):
+        raise InvalidArgumentError("offset must be a string or -1", field="offset")
+    if isinstance(offset, int):
+        if offset != -1:
+            raise InvalidArgumentError(
+                "an integer offset must be -1 (the start); stored offsets are strings",
+                field="offset",
+            )
+        return p.OFFSET_START
+    if not isinstance(offset, str) or not offset:
+        raise InvalidArgumentError("offset must be a non-empty string", field="offset")
+    return offset
+
+
+_LIVE_MODES = (p.LIVE_LONG_POLL, p.LIVE_SSE, "auto")
+
+
+class ReadLoop:
+    """State and requests of one read session (used by :class:`StreamResponse`)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        offset: str | int,
+        live: p.LiveMode,
+        headers: HeadersArg,
+        params: ParamsArg,
+        on_error: OnError | None,
+        content_type: str | None,
+        etags: dict[str, tuple[str, str | None]] | None,
+    ) -> None:
+        if not (live is True or live is False or (isinstance(live, str) and live in _LIVE_MODES)):
+            raise InvalidArgumentError(
+                "live must be False, True, 'long-poll', 'sse' or 'auto'", field="live"
+            )
+        if on_error is not None and not callable(on_error):
+            raise InvalidArgumentError("on_error must be callable", field="on_error")
+        self.transport = transport
+        self.live: p.LiveMode = live
+        self.offset = normalize_offset(offset)
+        self.cursor: str | None = None
+        self.content_type = content_type
+        self.status: int | None = None
+        self.headers = httpx.Headers()
+        self.finished = False
+        self.stopped = False  # aclose() was called
+        # The first request never carries `live`, except at `now` (nothing to catch up).
+        self._live_started = self.offset == p.OFFSET_NOW and live is not False
+        self._fallback = False  # auto mode gave up on SSE for this session
+        self._early_sse = 0
+        self._auth_retries = 0
+        self._skip = 0  # bytes of the current response already handed out (streamed bodies)
+        self._headers: dict[str, ValueSource] = dict(headers or {})
+        self._params: dict[str, ValueSource] = dict(params or {})
+        self._on_error = on_error
+        self._etags = etags
+        self._backoff = transport.retry.backoff()
+        self._pending: httpx.Response | None = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """What the next request is: ``catch-up``, ``long-poll`` or ``sse``."""
+        if not self._live_started:
+            return "catch-up"
+        if self.live == p.LIVE_SSE or (self.live == "auto" and not self._fallback):
+            return p.LIVE_SSE
+        return p.LIVE_LONG_POLL
+
+    @property
+    def json_mode(self) -> bool:
+        return p.is_json(self.content_type)
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether auto mode switched from SSE to long-poll."""
+        return self._fallback
+
+    def _advance(self, unit: Unit, *, healthy: bool = True) -> None:
+        """Move the request state past a complete unit; a healthy one forgets past failures."""
+        assert unit.next_offset is not None
+        self.offset = unit.next_offset
+        if unit.cursor is not None:
+            self.cursor = unit.cursor
+        if healthy:
+            self._backoff.reset()
+            self._auth_retries = 0
+        if unit.closed:
+            self.finished = True
+        elif unit.up_to_date:
+            if self.live is False:
+                self.finished = True
+            else:
+                self._live_started = True
+
+    @property
+    def _where(self) -> str:
+        return redact_url(self.transport.url)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Send the first request, so that its errors (404, 400, ...) raise here."""
+        if self._live_started and self.content_type is None:
+            # Live at `now` skips catch-up, which is where the type is learned: SSE
+            # responses and long-poll 204s do not carry it (and JSON looks like text).
+            await self._learn_content_type()
+        self._pending = await self._open()
+
+    async def _learn_content_type(self) -> None:
+        while True:
+            try:
+                response = await self.transport.request(
+                    "HEAD",
+                    operation="read (head)",
+                    ok=(200, 204),
+                    headers=self._headers,
+                    params=self._params,
+                )
+            except DurableStreamError as error:
+                await self._recover(error)
+                continue
+            self.content_type = response.headers.get(p.CONTENT_TYPE) or p.DEFAULT_CONTENT_TYPE
+            return
+
+    async def _open(self) -> httpx.Response:
+        """Open the next response (status checked), retrying as the policy says."""
+        while True:
+            try:
+                return await self._open_once()
+            except DurableStreamError as error:
+                await self._recover(error)
+
+    async def _open_once(self) -> httpx.Response:
+        mode = self.mode
+        protocol_params = {p.PARAM_OFFSET: self.offset}
+        protocol_headers: dict[str, str] = {}
+        if mode == "catch-up":
+            cached = self._etags.get(self.offset) if self._etags is not None else None
+            if cached is not None:
+                protocol_headers[p.IF_NONE_MATCH] = cached[0]
+        else:
+            protocol_params[p.PARAM_LIVE] = mode
+            if self.cursor is not None:
+                protocol_params[p.PARAM_CURSOR] = self.cursor
+        request = await self.transport.build(
+            "GET",
+            protocol_headers=protocol_headers,
+            protocol_params=protocol_params,
+            headers=self._headers,
+            params=self._params,
+        )
+        operation = f"read ({mode})"
+        response = await self.transport.send(request, operation=operation, stream=True)
+        status = response.status_code
+        ok = status in (200, 204, 304) if mode != p.LIVE_SSE else status == 200
+        if not ok:
+            body = await _error_body(response)
+            raise error_for_response(response, operation=operation, body=body, is_read=True)
+        if mode == p.LIVE_SSE and not _is_event_stream(response):
+            await _close(response)
+            if self.live == "auto":
+                # Something between us and the server does not do SSE: long-poll instead.
+                self._fallback = True
+                return await self._open_once()
+            raise ParseError(
+                f"read (sse) expected text/event-stream, got "
+                f"{excerpt(response.headers.get(p.CONTENT_TYPE, 'no content type'))} "
+                f"from {self._where}",
+                offset=self.offset,
+                status=status,
+                url=request.url,
+            )
+        if self.status is None:
+            self.status = status
+        self.headers = response.headers
+        if not _is_event_stream(response):
+            found = response.headers.get(p.CONTENT_TYPE)
+            if found:
+                self.content_type = found
+        return response
+
+    async def _recover(self, error: DurableStreamError) -> None:
+        """Decide what a failed request leads to: raise, or return to retry."""
+        auth = isinstance(error, (UnauthorizedError, ForbiddenError))
+        if not auth and not is_retryable(error):
+            raise error
+        decision: object = None
+        if self._on_error is not None:
+            outcome: Any = self._on_error(error)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            decision = outcome
+            if isinstance(decision, RetryWith):
+                self._headers.update(decision.headers or {})
+                self._params.update(decision.params or {})
+            elif decision is not None:
+                raise InvalidArgumentError(
+                    f"on_error must return None or RetryWith, not {type(decision).__name__}",
+                    field="on_error",
+                ) from error
+        if auth:
+            self._auth_retries += 1
+            if decision is None or self._auth_retries > MAX_AUTH_RETRIES:
+                raise error
+            return  # new credentials: retry at once
+        await self._backoff.sleep_before_retry(error, f"read {self._where}")
+
+    # -- units -----------------------------------------------------------------------------------
+
+    async def units(self, *, streamed: bool) -> AsyncGenerator[Unit, None]:
+        """Every unit of the session until EOF (or up-to-date when not live).
+
+        ``streamed`` hands out bodies chunk by chunk (bounded memory) instead of
+        whole responses; JSON bodies are then not parsed.
+        """
+        try:
+            while not self.finished:
+                response = self._pending
+                self._pending = None
+                if response is None:
+                    response = await self._open()
+                try:
+                    if _is_event_stream(response):
+                        async for unit in self._sse_units(response):
+                            yield unit
+                    else:
+                        async for unit in self._http_units(response, streamed=streamed):
+                            yield unit
+                except DurableStreamError as error:
+                    if self.stopped:
+                        return  # closed by aclose() meanwhile
+                    await self._recover(error)
+                finally:
+                    await _close(response)
+        finally:
+            if self._pending is not None:
+                await _close(self._pending)
+                self._pending = None
+
+    async def _http_units(
+        self, response: httpx.Response, *, streamed: bool
+    ) -> AsyncGenerator[Unit, None]:
+        cached = self._etags.get(self.offset) if self._etags is not None else None
+        if response.status_code == 304 and cached is not None:
+            # A 304 carries only the ETag: the content type comes from the cached read.
+            self.content_type = self.content_type or cached[1]
+        json_mode = self.json_mode
+        empty_items: list[Any] | None = [] if json_mode and not streamed else None
+        if response.status_code == 304:
+            # The cached read was empty and up to date, and still is (ETags change on close).
+            unit = Unit(b"", empty_items, self.offset, self.cursor, True, False)
+            self._advance(unit)
+            yield unit
+            return
+        headers = response.headers
+        next_offset = headers.get(p.STREAM_NEXT_OFFSET)
+        if not next_offset:
+            raise ParseError(
+                f"read response from {self._where} has no Stream-Next-Offset header",
+                offset=self.offset,
+                status=response.status_code,
+                url=response.request.url,
+            )
+        cursor = headers.get(p.STREAM_CURSOR)
+        closed = p.flag(headers.get(p.STREAM_CLOSED))
+        up_to_date = closed or p.flag(headers.get(p.STREAM_UP_TO_DATE))
+        operation = f"read ({self.mode})"
+        if response.status_code == 204:
+            data = b""
+            items = empty_items
+        elif streamed:
+            to_skip = self._skip
+            held: bytes | None = None
+            async for chunk in _body_chunks(response, operation):
+                if to_skip:
+                    if len(chunk) <= to_skip:
+                        to_skip -= len(chunk)
+                        continue
+                    chunk = chunk[to_skip:]
+                    to_skip = 0
+                if not chunk:
+                    continue
+                if held is not None:
+                    # Only the last chunk carries the new offset: hand out one behind.
+                    self._skip += len(held)
+                    yield Unit(held, None, None, None, False, False)
+                held = chunk
+            self._skip = 0
+            data = held or b""
+            items = None
+        else:
+            data = await _read_body(response, operation)
+            items = self._parse_json(data) if json_mode else None
+        unit = Unit(data, items, next_offset, cursor, up_to_date, closed)
+        if not unit.has_data and not up_to_date and not closed and next_offset == self.offset:
+            # A server that answers "nothing, not caught up, same offset" would spin us.
+            raise ServerError(
+                f"read from {self._where} made no progress at offset {excerpt(self.offset)}",
+                status=response.status_code,
+                url=response.request.url,
+            )
+        etag = headers.get(p.ETAG)
+        if (
+            self._etags is not None
+            and etag
+            and self.mode == "catch-up"
+            and up_to_date
+            and not unit.has_data
+            and next_offset == self.offset
+        ):
+            if len(self._etags) >= MAX_ETAGS:
+                self._etags.pop(next(iter(self._etags)))
+            self._etags[self.offset] = (etag, self.content_type)
+        self._advance(unit)
+        yield unit
+
+    def _parse_json(self, body: bytes) -> list[Any]:
+        try:
+            items = json.loads(body) if body else []
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(
+                f"invalid JSON in read response at offset {excerpt(self.offset)} "
+                f"from {self._where}: {exc}",
+                offset=self.offset,
+                url=self.transport.url,
+            ) from None
+        if not isinstance(items, list):
+            raise ParseError(
+                f"read response at offset {excerpt(self.offset)} from {self._where} "
+                "is not a JSON array",
+                offset=self.offset,
+                url=self.transport.url,
+            )
+        return items
+
+    async def _sse_units(self, response: httpx.Response) -> AsyncGenerator[Unit, None]:
+        base64 = response.headers.get(p.STREAM_SSE_DATA_ENCODING, "").lower() == p.SSE_BASE64
+        json_mode = not base64 and self.json_mode
+        pending: list[str] = []
+        controls = 0
+        delivered = False
+        started = anyio.current_time()
+        events = iter_sse_events(_body_chunks(response, "read (sse)"))
+        try:
+            async for event in events:
+                if event.event == "data":
+                    pending.append(event.data)
+                elif event.event == "control":
+                    control = parse_control(event.data, offset=self.offset)
+                    if base64:
+                        data: bytes | None = b"".join(
+                            decode_base64_data(part, offset=self.offset) for part in pending
+                        )
+                        items: list[Any] | None = None
+                    elif json_mode:
+                        data = None
+                        items = [
+                            item
+                            for part in pending
+                            for item in parse_json_data(part, offset=self.offset)
+                        ]
+                    else:
+                        data = "".join(pending).encode("utf-8")
+                        items = None
+                    pending = []
+                    unit = Unit(
+                        data,
+                        items,
+                        control.next_offset,
+                        control.cursor,
+                        control.up_to_date or control.closed,  # [ref] omits upToDate at EOF
+                        control.closed,
+                    )
+                    controls += 1
+                    delivered = delivered or unit.has_data
+                    # Only data proves the connection healthy: a proxy may end it after each
+                    # keep-alive, and that must not reset the backoff.
+                    self._advance(unit, healthy=unit.has_data)
+                    yield unit
+                    if self.finished:
+                        return  # never reconnect after streamClosed
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        # The server ended the connection; data after the last control is re-sent.
+        early = controls == 0 or (
+            not delivered and anyio.current_time() - started < EARLY_SSE_SECONDS
+        )
+        if not early:
+            self._early_sse = 0
+            self._backoff.reset()
+            return  # reconnect at once
+        self._early_sse += 1
+        if self.live == "auto" and self._early_sse >= EARLY_SSE_LIMIT:
+            self._fallback = True
+            return
+        # Ending at once again and again: slow down (and give up per policy) like on errors.
+        raise NetworkError(
+            f"read (sse) connection to {self._where} ended early "
+            f"({controls} control events in {anyio.current_time() - started:.2f}s)",
+            url=response.request.url,
+        )
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return p.media_type(response.headers.get(p.CONTENT_TYPE)) == p.EVENT_STREAM_MEDIA_TYPE
+
+
+async def _body_chunks(response: httpx.Response, operation: str) -> AsyncGenerator[bytes, None]:
+    """The decoded body, with httpx failures turned into typed (retryable) errors."""
+    chunks = response.aiter_bytes()
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+        yield chunk
+
+
+async def _read_body(response: httpx.Response, operation: str) -> bytes:
+    try:
+        return await response.aread()
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+
+
+async def _error_body(response: httpx.Response) -> bytes:
+    """The start of an error response's body (enough for the message), then close it."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= ERROR_BODY_BYTES:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
+    finally:
+        await _close(response)
+    return b"".join(parts)[:ERROR_BODY_BYTES]
+
+
+async def _close(response: httpx.Response) -> None:
+    # Shielded: a cancelled reader must still give its connection back.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()

@@ -1,0 +1,573 @@
+"""``StreamResponse``: one read session, and the ways to consume it.
+
+A response is consumed exactly once: ``async for batch in res``, one of the
+``iter_*`` methods, one of the accumulating methods (``body``/``text``/``json``)
+or one of the ``subscribe_*`` methods. Its ``offset`` only moves when data has
+been handed to you, so persisting it and resuming later never skips or repeats
+anything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import inspect
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import anyio
+import httpx
+import pydantic
+
+from . import _protocol as p
+from ._errors import ParseError, UsageError, ValidationError, excerpt, redact_url
+from ._live import OnError, ReadLoop, Unit
+from ._transport import HeadersArg, ParamsArg, Transport
+
+__all__ = ["Batch", "StreamRequest", "StreamResponse"]
+
+T = TypeVar("T")
+
+BatchCallback = Callable[["Batch"], "Awaitable[object] | object"]
+
+
+class Batch:
+    """Data of one read response (or one SSE data+control group) and where it ends.
+
+    ``offset`` is the offset after this batch: persist it (after handling the
+    data) and pass it to ``stream(offset=...)`` to resume. ``data`` is the raw
+    bytes, ``text`` their UTF-8 decoding, ``items`` the messages of a JSON stream.
+    An empty batch tells that the read became up to date or the stream closed.
+
+    Example::
+
+        async for batch in res:
+            for item in batch.items:
+                handle_event(item)
+            save_offset(batch.offset)
+    """
+
+    __slots__ = ("_data", "_items", "_json", "closed", "cursor", "offset", "up_to_date")
+
+    def __init__(
+        self,
+        data: bytes | None,
+        items: list[Any] | None,
+        *,
+        offset: str,
+        cursor: str | None,
+        up_to_date: bool,
+        closed: bool,
+        json_mode: bool,
+    ) -> None:
+        self._data = data
+        self._items = items
+        self._json = json_mode
+        self.offset = offset
+        self.cursor = cursor
+        self.up_to_date = up_to_date
+        self.closed = closed
+
+    @property
+    def data(self) -> bytes:
+        """The bytes of this batch (on JSON streams: a JSON array of its items)."""
+        if self._data is None:
+            items = self._items if self._items is not None else []
+            self._data = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._data
+
+    @property
+    def text(self) -> str:
+        """The data decoded as UTF-8 (a :class:`ParseError` if it is not UTF-8)."""
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(
+                f"batch ending at offset {excerpt(self.offset)} is not valid UTF-8: {exc}",
+                offset=self.offset,
+            ) from None
+
+    @property
+    def items(self) -> list[Any]:
+        """The messages of this batch, parsed (JSON streams only)."""
+        if not self._json:
+            raise UsageError(
+                "batch.items is only available on JSON streams (application/json); "
+                "use batch.data or batch.text"
+            )
+        if self._items is None:
+            raise UsageError("batch.items is not available for streamed bodies")
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items) if self._json and self._items is not None else len(self.data)
+
+    def __repr__(self) -> str:
+        size = f"items={len(self._items)}" if self._items is not None else f"bytes={len(self.data)}"
+        return (
+            f"Batch({size}, offset={self.offset!r}, up_to_date={self.up_to_date}, "
+            f"closed={self.closed})"
+        )
+
+
+class StreamResponse:
+    """A read session on one stream (returned by ``handle.stream(...)`` / ``stream(url)``).
+
+    Iterate it for :class:`Batch` objects, or use ``iter_bytes()``,
+    ``iter_text()``, ``iter_json(model=...)``, ``body()``/``text()``/``json()``
+    or ``subscribe_json(callback)``; only one of them per response. Close it with
+    ``aclose()`` or by using it as an async context manager.
+
+    Example::
+
+        async with handle.stream(offset=saved, live="auto") as res:
+            async for batch in res:
+                print(batch.items)
+                saved = res.offset
+    """
+
+    def __init__(self, loop: ReadLoop, *, owned_transport: Transport | None = None) -> None:
+        self._loop = loop
+        self._owned = owned_transport
+        self._consumer: str | None = None
+        self._closed_by_user = False
+        self._offset = loop.offset if loop.offset != p.OFFSET_NOW else p.OFFSET_NOW
+        self._cursor: str | None = None
+        self._up_to_date = False
+        self._closed = False
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def offset(self) -> str:
+        """Offset after the last batch handed to you: persist it to resume from there."""
+        return self._offset
+
+    @property
+    def cursor(self) -> str | None:
+        """The latest ``Stream-Cursor`` handed out (echoed on live requests)."""
+        return self._cursor
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the data handed out so far reached the stream's tail."""
+        return self._up_to_date
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream is closed and everything was handed out (EOF)."""
+        return self._closed
+
+    @property
+    def content_type(self) -> str | None:
+        """The stream's content type."""
+        return self._loop.content_type
+
+    @property
+    def status(self) -> int | None:
+        """HTTP status of the first response of the session."""
+        return self._loop.status
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """Headers of the latest response."""
+        return self._loop.headers
+
+    @property
+    def url(self) -> str:
+        """The stream URL (credentials redacted)."""
+        return redact_url(self._loop.transport.url)
+
+    @property
+    def live(self) -> p.LiveMode:
+        """The live mode the session was opened with."""
+        return self._loop.live
+
+    def __repr__(self) -> str:
+        return f"StreamResponse({self.url!r}, offset={self._offset!r}, live={self.live!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the connection (and the client, for module-level ``stream()``)."""
+        self._loop.finished = self._loop.stopped = True
+        with anyio.CancelScope(shield=True):
+            if self._loop._pending is not None:
+                await self._loop._pending.aclose()
+                self._loop._pending = None
+            if self._owned is not None:
+                owned, self._owned = self._owned, None
+                await owned.aclose()
+
+    async def __aenter__(self) -> StreamResponse:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _claim(self, how: str) -> None:
+        if self._consumer is not None:
+            raise UsageError(
+                f"this read response is already consumed by {self._consumer}; "
+                f"cannot also use {how} (open another with handle.stream(offset=res.offset))"
+            )
+        self._consumer = how
+
+    def _wanted(self, unit: Unit) -> bool:
+        """Whether a complete unit is worth a batch: data, or news (caught up, closed)."""
+        return unit.has_data or unit.closed or (unit.up_to_date and not self._up_to_date)
+
+    def _commit(self, unit: Unit) -> None:
+        assert unit.next_offset is not None
+        self._offset = unit.next_offset
+        if unit.cursor is not None:
+            self._cursor = unit.cursor
+        self._up_to_date = unit.up_to_date
+        self._closed = unit.closed
+
+    def _batch(self, unit: Unit) -> Batch:
+        assert unit.next_offset is not None
+        return Batch(
+            unit.data,
+            unit.items,
+            offset=unit.next_offset,
+            cursor=unit.cursor if unit.cursor is not None else self._cursor,
+            up_to_date=unit.up_to_date,
+            closed=unit.closed,
+            json_mode=self._loop.json_mode,
+        )
+
+    async def _batches(self, *, until_caught_up: bool = False) -> AsyncGenerator[Batch, None]:
+        """Batches worth handing out; the state is committed just before each one."""
+        try:
+            async with aclosing(self._loop.units(streamed=False)) as units:
+                async for unit in units:
+                    if not self._wanted(unit):
+                        self._commit(unit)
+                        continue
+                    batch = self._batch(unit)
+                    self._commit(unit)
+                    yield batch
+                    if until_caught_up and (unit.up_to_date or unit.closed):
+                        return
+        finally:
+            await self.aclose()
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        """Body bytes as they arrive; the state moves with the last chunk of a response."""
+        try:
+            async with aclosing(self._loop.units(streamed=True)) as units:
+                async for unit in units:
+                    if unit.next_offset is None:
+                        yield unit.data or b""
+                        continue
+                    wanted = unit.has_data
+                    self._commit(unit)
+                    if wanted:
+                        yield unit.data if unit.data is not None else self._batch(unit).data
+        finally:
+            await self.aclose()
+
+    # -- consumption -----------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        self._claim("async for")
+        return self._batches()
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The stream's bytes as they arrive, without buffering whole responses.
+
+        On JSON streams each response body is a JSON array (use ``iter_json``).
+
+        Example::
+
+            async for chunk in res.iter_bytes():
+                sink.write(chunk)
+        """
+        self._claim("iter_bytes()")
+        return self._chunks()
+
+    def iter_text(self) -> AsyncIterator[str]:
+        """The stream's text as it arrives (UTF-8, split characters handled).
+
+        Example::
+
+            async for text in res.iter_text():
+                print(text, end="")
+        """
+        self._claim("iter_text()")
+        return self._text_chunks()
+
+    async def _text_chunks(self) -> AsyncGenerator[str, None]:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        async with aclosing(self._chunks()) as chunks:
+            async for chunk in chunks:
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise self._not_utf8(exc) from None
+                if text:
+                    yield text
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise self._not_utf8(exc) from None
+
+    def _not_utf8(self, exc: UnicodeDecodeError) -> ParseError:
+        return ParseError(
+            f"stream data after offset {excerpt(self._offset)} is not valid UTF-8: {exc}",
+            offset=self._offset,
+            url=self._loop.transport.url,
+        )
+
+    @overload
+    def iter_json(self, model: None = None) -> AsyncIterator[Any]: ...
+    @overload
+    def iter_json(self, model: type[T] | pydantic.TypeAdapter[T]) -> AsyncIterator[T]: ...
+
+    def iter_json(self, model: Any = None) -> AsyncIterator[Any]:
+        """The items of a JSON stream one by one, validated by ``model`` if given.
+
+        ``model`` is a pydantic model, any type pydantic can validate, or a
+        ``TypeAdapter``. Items that fail raise :class:`ValidationError` naming the
+        offset they were read from.
+
+        Example::
+
+            async for event in res.iter_json(model=ChatEvent):
+                print(event.role, event.text)
+        """
+        self._claim("iter_json()")
+        if not self._loop.json_mode and self._loop.content_type is not None:
+            raise UsageError(
+                f"iter_json() needs a JSON stream, this one is {excerpt(self._loop.content_type)}"
+            )
+        adapter: pydantic.TypeAdapter[Any] | None
+        if model is None or isinstance(model, pydantic.TypeAdapter):
+            adapter = model
+        else:
+            adapter = pydantic.TypeAdapter(model)
+        return self._items(adapter)
+
+    async def _items(self, adapter: pydantic.TypeAdapter[Any] | None) -> AsyncGenerator[Any, None]:
+        try:
+            async with aclosing(self._loop.units(streamed=False)) as units:
+                async for unit in units:
+                    items = self._batch(unit).items if unit.has_data else []
+                    if adapter is not None:
+                        items = [self._validate(adapter, item, i) for i, item in enumerate(items)]
+                    # The offset moves just before the batch's last item is handed out.
+                    for item in items[:-1]:
+                        yield item
+                    self._commit(unit)
+                    if items:
+                        yield items[-1]
+        finally:
+            await self.aclose()
+
+    def _validate(self, adapter: pydantic.TypeAdapter[Any], item: Any, index: int) -> Any:
+        try:
+            return adapter.validate_python(item)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"item {index} of the batch read at offset {excerpt(self._offset)} does not "
+                f"validate: {excerpt(str(exc), 500)}",
+                offset=self._offset,
+                url=self._loop.transport.url,
+            ) from exc
+
+    async def body(self) -> bytes:
+        """All data up to the tail (or EOF) as bytes; JSON streams give one JSON array.
+
+        Example::
+
+            data = await (await handle.stream(live=False)).body()
+        """
+        self._claim("body()")
+        return await self._accumulate()
+
+    async def text(self) -> str:
+        """All data up to the tail (or EOF), decoded as UTF-8.
+
+        Example::
+
+            text = await (await handle.stream(live=False)).text()
+        """
+        self._claim("text()")
+        data = await self._accumulate()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self._not_utf8(exc) from None
+
+    async def json(self) -> Any:
+        """All items of a JSON stream up to the tail (a list), or the body parsed as JSON.
+
+        Example::
+
+            events = await (await handle.stream(live=False)).json()
+        """
+        self._claim("json()")
+        if self._loop.json_mode:
+            items: list[Any] = []
+            async with aclosing(self._batches(until_caught_up=True)) as batches:
+                async for batch in batches:
+                    items.extend(batch.items)
+            return items
+        data = await self._accumulate()
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(
+                f"stream data is not a JSON document: {exc}", url=self._loop.transport.url
+            ) from None
+
+    async def _accumulate(self) -> bytes:
+        parts: list[bytes] = []
+        async with aclosing(self._batches(until_caught_up=True)) as batches:
+            async for batch in batches:
+                if batch._items is not None and not batch._items:
+                    continue
+                parts.append(batch.data)
+        if self._loop.json_mode:
+            return _merge_json_arrays(parts)
+        return b"".join(parts)
+
+    async def subscribe_json(self, on_batch: BatchCallback) -> None:
+        """Call ``on_batch(batch)`` for each batch of a JSON stream until the read ends.
+
+        The callback may be sync or async; an async one is awaited before the
+        next batch is read (backpressure). Returns at EOF (or at up-to-date when
+        not live); an exception from the callback stops the read and propagates.
+
+        Example::
+
+            async def on_batch(batch: Batch) -> None:
+                await db.insert_many(batch.items)
+                await db.save_offset(batch.offset)
+
+            await res.subscribe_json(on_batch)
+        """
+        self._claim("subscribe_json()")
+        if not self._loop.json_mode and self._loop.content_type is not None:
+            raise UsageError(
+                "subscribe_json() needs a JSON stream, this one is "
+                f"{excerpt(self._loop.content_type)}; use subscribe_bytes or subscribe_text"
+            )
+        await self._subscribe(on_batch)
+
+    async def subscribe_bytes(self, on_batch: BatchCallback) -> None:
+        """Like :meth:`subscribe_json`, for any stream (use ``batch.data``).
+
+        Example::
+
+            await res.subscribe_bytes(lambda batch: sink.write(batch.data))
+        """
+        self._claim("subscribe_bytes()")
+        await self._subscribe(on_batch)
+
+    async def subscribe_text(self, on_batch: BatchCallback) -> None:
+        """Like :meth:`subscribe_json`, for text streams (use ``batch.text``).
+
+        Example::
+
+            await res.subscribe_text(lambda batch: print(batch.text, end=""))
+        """
+        self._claim("subscribe_text()")
+        await self._subscribe(on_batch)
+
+    async def _subscribe(self, on_batch: BatchCallback) -> None:
+        async with aclosing(self._batches()) as batches:
+            async for batch in batches:
+                outcome = on_batch(batch)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+
+def _merge_json_arrays(arrays: list[bytes]) -> bytes:
+    """Several JSON array texts as one array, without parsing them again."""
+    inner = [body.strip()[1:-1].strip() for body in arrays]
+    return b"[" + b",".join(part for part in inner if part) + b"]"
+
+
+class StreamRequest:
+    """What ``handle.stream(...)`` returns: await it, or use it with ``async with``.
+
+    Awaiting sends the first request (so a missing stream raises
+    :class:`NotFoundError` there) and returns the :class:`StreamResponse`; the
+    ``async with`` form also closes the response on exit.
+
+    Example::
+
+        res = await handle.stream(offset="-1")
+        async with handle.stream(offset="-1", live="auto") as res:
+            ...
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_response: Callable[[], Awaitable[StreamResponse]]) -> None:
+        self._open = open_response
+        self._response: StreamResponse | None = None
+
+    def __await__(self) -> Generator[Any, None, StreamResponse]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> StreamResponse:
+        self._response = await self._open()
+        return self._response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+def stream_request(
+    transport: Transport,
+    *,
+    offset: str | int,
+    live: p.LiveMode,
+    headers: HeadersArg,
+    params: ParamsArg,
+    on_error: OnError | None,
+    content_type: str | None,
+    etags: dict[str, tuple[str, str | None]] | None,
+    owns_transport: bool,
+) -> StreamRequest:
+    """The awaitable/context manager behind ``handle.stream()`` and ``stream()``."""
+
+    async def open_response() -> StreamResponse:
+        try:
+            loop = ReadLoop(
+                transport,
+                offset=offset,
+                live=live,
+                headers=headers,
+                params=params,
+                on_error=on_error,
+                content_type=content_type,
+                etags=etags,
+            )
+            await loop.start()
+        except BaseException:
+            if owns_transport:
+                with anyio.CancelScope(shield=True):
+                    await transport.aclose()
+            raise
+        return StreamResponse(loop, owned_transport=transport if owns_transport else None)
+
+    return StreamRequest(open_response)

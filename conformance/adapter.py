@@ -100,26 +100,59 @@ class Dynamic:
 
 @dataclass
 class ReadOutcome:
-    """What a ``read`` command reports."""
+    """What a ``read`` command reports, built up batch by batch."""
 
     offset: str
     status: int = 200
-    chunks: list[str] = field(default_factory=list)
+    chunks: list[Reply] = field(default_factory=list)
     up_to_date: bool = False
     closed: bool = False
     cursor: str | None = None
+    json_mode: bool = False
+    # Catch-up reads report one chunk: the whole body, or one array of all messages.
+    body: bytearray = field(default_factory=bytearray)
+    items: list[Any] = field(default_factory=list)
 
-    def take(self, batch: ds.Batch, json_mode: bool) -> str:
-        """Record a batch's state; return its chunk text ("" when it carries no data)."""
+    def take(self, batch: ds.Batch, *, live: bool) -> None:
+        """Record a batch: its state, and its data as a chunk (live) or into the body."""
         self.offset = batch.offset
         self.up_to_date = batch.up_to_date
         self.closed = batch.closed
         if batch.cursor:
             self.cursor = batch.cursor
-        if json_mode:
+        if not live:
+            if self.json_mode:
+                self.items.extend(batch.items)
+            else:
+                self.body += batch.data
+            return
+        if self.json_mode:
             items = batch.items
-            return json.dumps(items, separators=(",", ":"), ensure_ascii=False) if items else ""
-        return batch.data.decode("utf-8", "replace")
+            text = json.dumps(items, separators=(",", ":"), ensure_ascii=False) if items else ""
+        else:
+            text = batch.data.decode("utf-8", "replace")
+        if text:  # never an empty chunk
+            self.chunks.append({"data": text, "offset": batch.offset})
+
+    def finish_catch_up(self) -> None:
+        if self.json_mode and self.items:
+            text = json.dumps(self.items, separators=(",", ":"), ensure_ascii=False)
+        else:
+            text = self.body.decode("utf-8", "replace")
+        if text:
+            self.chunks = [{"data": text, "offset": self.offset}]
+
+    def reply(self) -> Reply:
+        reply: Reply = {
+            "status": self.status,
+            "chunks": self.chunks,
+            "offset": self.offset,
+            "upToDate": self.up_to_date,
+            "streamClosed": self.closed,
+        }
+        if self.cursor:
+            reply["cursor"] = self.cursor
+        return reply
 
 
 class Adapter:
@@ -291,46 +324,29 @@ class Adapter:
         async def collect() -> None:
             async with handle.stream(offset, live=mode, headers=headers, params=params) as res:
                 outcome.status = res.status or 200
-                json_mode = is_json_type(res.content_type)
+                outcome.json_mode = is_json_type(res.content_type)
                 async for batch in res:
-                    text = outcome.take(batch, json_mode)
-                    if text:
-                        outcome.chunks.append(text)
-                    if mode is False:
-                        continue  # catch-up: the SDK stops at up-to-date
-                    if (
+                    outcome.take(batch, live=mode is not False)
+                    if mode is not False and (
                         len(outcome.chunks) >= max_chunks
                         or (wait_up_to_date and batch.up_to_date)
                         or batch.closed
                     ):
                         return
-                if res.cursor:
-                    outcome.cursor = res.cursor
 
         if mode is False:
             try:
                 with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                    await collect()
+                    await collect()  # the SDK stops at up-to-date (or EOF)
             except TimeoutError:
                 raise Failure("TIMEOUT", f"read {path}: catch-up did not finish in time") from None
-            if outcome.chunks:
-                outcome.chunks = [join_chunks(outcome.chunks, is_json_type(handle.content_type))]
+            outcome.finish_catch_up()
         else:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
                 await collect()
-            if scope.cancelled_caught:
+            if scope.cancelled_caught:  # the deadline is not an error for live reads
                 outcome.up_to_date = True
-        reply: Reply = {
-            "status": outcome.status,
-            "chunks": [{"data": text, "offset": outcome.offset} for text in outcome.chunks],
-            "offset": outcome.offset,
-            "upToDate": outcome.up_to_date,
-            "streamClosed": outcome.closed,
-            **report,
-        }
-        if outcome.cursor:
-            reply["cursor"] = outcome.cursor
-        return reply
+        return {**outcome.reply(), **report}
 
     # -- idempotent producers -------------------------------------------------------------------
 
@@ -497,8 +513,8 @@ class Adapter:
             async def read_until_data() -> None:
                 nonlocal received
                 async for batch in res:
-                    received += len(batch.data)
-                    if batch.data:
+                    if len(batch):  # items or bytes: an empty JSON batch still reads "[]"
+                        received += len(batch.data)
                         tg.cancel_scope.cancel()
 
             tg.start_soon(read_until_data)
@@ -548,16 +564,6 @@ class Adapter:
 
 def producer_key(command: Command) -> tuple[str, str, int]:
     return str(command["path"]), str(command.get("producerId", "")), int(command.get("epoch", 0))
-
-
-def join_chunks(chunks: list[str], json_mode: bool) -> str:
-    """A catch-up read's single chunk: the whole body, or one JSON array of all messages."""
-    if not json_mode:
-        return "".join(chunks)
-    items: list[Any] = []
-    for chunk in chunks:
-        items.extend(json.loads(chunk))
-    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
 
 
 def validate_retry_options(target: dict[str, Any]) -> None:

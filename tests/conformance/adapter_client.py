@@ -74,11 +74,11 @@ class AdapterClient:
         if self.server_url is not None:
             self.start(self.server_url)
 
-    def stop(self) -> None:
-        """``shutdown`` politely, then make sure the process is gone."""
+    def stop(self) -> int | None:
+        """``shutdown`` politely, then make sure the process is gone; returns its exit code."""
         process = self._process
         if process is None:
-            return
+            return None
         if process.poll() is None:
             try:
                 self.drain()
@@ -87,7 +87,9 @@ class AdapterClient:
                 process.wait(timeout=SHUTDOWN_TIMEOUT)
             except (AdapterError, subprocess.TimeoutExpired, OSError):
                 pass
+        code = process.poll()
         self._kill()
+        return code
 
     def _kill(self) -> None:
         process = self._process
@@ -109,15 +111,23 @@ class AdapterClient:
         return self._outstanding
 
     def send(self, command: dict[str, Any]) -> None:
+        self.send_raw(json.dumps(command).encode("ascii") + b"\n")
+
+    def send_raw(self, data: bytes, replies: int = 1) -> None:
+        """Write bytes as they are, expecting ``replies`` replies to them."""
         process = self._process
         if process is None or process.stdin is None or process.poll() is not None:
-            raise AdapterError(f"the adapter is not running (command {command.get('type')})")
+            raise AdapterError("the adapter is not running")
         try:
-            process.stdin.write(json.dumps(command).encode("ascii") + b"\n")
+            process.stdin.write(data)
             process.stdin.flush()
         except OSError as exc:
             raise AdapterError(f"cannot write to the adapter: {exc}") from exc
-        self._outstanding += 1
+        self._outstanding += replies
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
 
     def receive(self, timeout: float | None = None) -> dict[str, Any]:
         """The next reply; restarts the adapter and raises on timeout, crash or garbage."""

@@ -1,6 +1,6 @@
 """Scenario 5: live tail latency, append -> receipt, for one waiting reader.
 
-A reader waits at the tail (``offset="now"``); a writer (a plain httpx client,
+A reader waits at the tail; a writer (a plain httpx client,
 the same for every variant) appends one small JSON message at a time and the
 figure is the time from just before the POST to the moment the reader holds the
 message. Variants: the SDK in long-poll and SSE mode, and a raw long-poll loop.
@@ -53,9 +53,10 @@ class Receipts:
                     event.set()
 
 
-async def raw_long_poll(client: httpx.AsyncClient, url: str, on_items: OnItems) -> None:
-    """Baseline live reader: a long-poll loop from the tail, echoing the cursor."""
-    offset = "now"
+async def raw_long_poll(
+    client: httpx.AsyncClient, url: str, offset: str, on_items: OnItems
+) -> None:
+    """Baseline live reader: a long-poll loop from ``offset``, echoing the cursor."""
     cursor: str | None = None
     while True:
         extra = {"live": "long-poll"} if cursor is None else {"live": "long-poll", "cursor": cursor}
@@ -68,9 +69,9 @@ async def raw_long_poll(client: httpx.AsyncClient, url: str, on_items: OnItems) 
             return
 
 
-async def sdk_live(handle: StreamHandle, live: str, on_items: OnItems) -> None:
-    """SDK live reader from the tail, handing each batch's items over."""
-    async with handle.stream(offset="now", live=live) as response:  # type: ignore[attr-defined]
+async def sdk_live(handle: StreamHandle, live: str, offset: str, on_items: OnItems) -> None:
+    """SDK live reader from ``offset``, handing each batch's items over."""
+    async with handle.stream(offset=offset, live=live) as response:  # type: ignore[attr-defined]
         async for batch in response:
             if batch.data:
                 on_items(batch.items)
@@ -79,6 +80,13 @@ async def sdk_live(handle: StreamHandle, live: str, on_items: OnItems) -> None:
 def require_reads() -> None:
     if not hasattr(StreamHandle, "stream"):
         raise Unavailable("StreamHandle.stream is not available yet")
+
+
+async def create_stream(writer: httpx.AsyncClient, url: str) -> str:
+    """Create an empty JSON stream; its tail offset is where readers start. (Starting at
+    ``now`` would race with the first append: a reader not yet connected would miss it.)"""
+    created = check_status(await writer.put(url, headers={"content-type": JSON_TYPE}), 201)
+    return created.headers["stream-next-offset"]
 
 
 def message(key: int) -> bytes:
@@ -90,24 +98,32 @@ async def _one_run(bench: Bench, variant: str, samples: int) -> list[float]:
     headers = {"content-type": JSON_TYPE}
     receipts = Receipts()
     latencies: list[float] = []
+    stalled: int | None = None
     async with raw_client() as writer, raw_client() as reader_client:
-        check_status(await writer.put(url, headers=headers), 201)
+        tail = await create_stream(writer, url)
         async with StreamHandle(url) as handle, anyio.create_task_group() as group:
             if variant == "raw long-poll":
-                group.start_soon(raw_long_poll, reader_client, url, receipts.record)
+                group.start_soon(raw_long_poll, reader_client, url, tail, receipts.record)
             else:
-                group.start_soon(sdk_live, handle, variant.split()[-1], receipts.record)
+                group.start_soon(sdk_live, handle, variant.split()[-1], tail, receipts.record)
             for key in range(WARMUP_APPENDS + samples):
                 await anyio.sleep(PACE_SECONDS)
                 arrived = receipts.expect(key)
                 start = time.perf_counter()
                 check_status(await writer.post(url, content=message(key), headers=headers), 204)
-                with anyio.fail_after(RECEIPT_TIMEOUT):
+                with anyio.move_on_after(RECEIPT_TIMEOUT):
                     await arrived.wait()
+                if not arrived.is_set():
+                    stalled = key
+                    break
                 if key >= WARMUP_APPENDS:
                     latencies.append(receipts.times[key] - start)
             group.cancel_scope.cancel()
         await writer.delete(url)
+    if stalled is not None:
+        raise RuntimeError(
+            f"{variant}: append {stalled} did not reach the reader within {RECEIPT_TIMEOUT} s"
+        )
     return latencies
 
 

@@ -39,16 +39,15 @@ MIB = 1 << 20
 
 
 def make_messages(count: int) -> list[bytes]:
-    """``count`` distinct pre-serialised JSON objects of exactly 100 bytes."""
-    head = len(b'{"id":00000000,"kind":"bench.event","text":""}')
-    pad_len = MESSAGE_SIZE - head
+    """``count`` distinct pre-serialised JSON objects of exactly 100 bytes, ``id`` 0..count-1."""
     # Random text (base64 of random bytes) so gzip does not flatter either side.
-    noise = base64.b64encode(os.urandom(count * pad_len * 3 // 4 + 3))
-    return [
-        b'{"id":%08d,"kind":"bench.event","text":"%s"}'
-        % (i, noise[i * pad_len : (i + 1) * pad_len])
-        for i in range(count)
-    ]
+    noise = base64.b64encode(os.urandom(count * MESSAGE_SIZE * 3 // 4 + 3))
+    messages = []
+    for i in range(count):
+        head = b'{"id":%d,"kind":"bench.event","text":"' % i
+        pad = MESSAGE_SIZE - len(head) - 2
+        messages.append(head + noise[i * MESSAGE_SIZE : i * MESSAGE_SIZE + pad] + b'"}')
+    return messages
 
 
 def batches(messages: list[bytes], limit: int = BATCH_BYTES) -> list[bytes]:

@@ -196,10 +196,15 @@ class Adapter:
         """Headers and params for one append/read: dynamic values (evaluated once) + command's."""
         sent_headers = {name: d.next_value() for name, d in self.dynamic_headers.items()}
         sent_params = {name: d.next_value() for name, d in self.dynamic_params.items()}
-        merged = {**sent_headers, **{str(k): str(v) for k, v in (headers or {}).items()}}
+        given = {str(k): str(v) for k, v in (headers or {}).items()}
+        overridden = {name.lower(): value for name, value in given.items()}
+        # Command headers win over dynamic ones (header names are case-insensitive).
+        for name in sent_headers:
+            sent_headers[name] = overridden.get(name.lower(), sent_headers[name])
+        merged = {n: v for n, v in sent_headers.items() if n.lower() not in overridden} | given
         report: Reply = {}
         if sent_headers:
-            report["headersSent"] = {name: merged[name] for name in sent_headers}
+            report["headersSent"] = sent_headers
         if sent_params:
             report["paramsSent"] = sent_params
         return merged, sent_params, report

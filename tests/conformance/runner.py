@@ -516,12 +516,14 @@ def check_key(action: str, result: Result, key: str, expected: Any) -> str | Non
             return problem
         text = read_text(result)
         chunks = [chunk_text(c) for c in result["chunks"]]
-        ok = {
-            "data": lambda: text == expected,
-            "dataContains": lambda: str(expected) in text,
-            "dataContainsAll": lambda: all(str(part) in text for part in expected),
-            "dataExact": lambda: chunks == list(expected),
-        }[key]()
+        if key == "data":
+            ok = text == expected
+        elif key == "dataContains":
+            ok = str(expected) in text
+        elif key == "dataContainsAll":
+            ok = all(str(part) in text for part in expected)
+        else:
+            ok = chunks == list(expected)
         return None if ok else f"expected {expected!r}, read {text[:300]!r}"
     if key in ("chunkCount", "minChunks", "maxChunks"):
         problem = need_read()

@@ -158,3 +158,24 @@ def test_shutdown_exits_cleanly(conformance_server: ReferenceServer) -> None:
     client.start(conformance_server.url)
     ok(client, {"type": "init", "serverUrl": conformance_server.url})  # a repeated init resets
     assert client.stop() == 0
+
+
+def test_dynamic_values_are_evaluated_once_per_command(adapter: AdapterClient) -> None:
+    path = new_path()
+    ok(adapter, {"type": "create", "path": path, "contentType": "text/plain"})
+    ok(adapter, {"type": "set-dynamic-header", "name": "X-Count", "valueType": "counter"})
+    ok(adapter, {"type": "set-dynamic-param", "name": "n", "valueType": "counter"})
+    try:
+        # A live read that runs past several 500 ms long-polls still counts as one evaluation.
+        live = {"type": "read", "path": path, "live": "long-poll", "timeoutMs": 1300}
+        reply = ok(adapter, live)
+        assert (reply["headersSent"], reply["paramsSent"]) == ({"X-Count": "1"}, {"n": "1"})
+        assert reply["upToDate"] is True
+        append = {"type": "append", "path": path, "data": "x", "headers": {"x-count": "mine"}}
+        reply = ok(adapter, append)  # the command's own header wins
+        assert (reply["headersSent"], reply["paramsSent"]) == ({"X-Count": "mine"}, {"n": "2"})
+    finally:
+        ok(adapter, {"type": "clear-dynamic"})
+    reply = ok(adapter, {"type": "append", "path": path, "data": "y"})
+    assert "headersSent" not in reply
+    assert "paramsSent" not in reply

@@ -1,0 +1,126 @@
+"""Consumption helpers against the reference server: subscribe, text/json/body, iter_*."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pydantic
+import pytest
+
+import durable_streams
+from durable_streams import Batch, StreamHandle, ValidationError
+
+pytestmark = pytest.mark.anyio
+
+JSON = "application/json"
+
+
+class ChatEvent(pydantic.BaseModel):
+    role: str
+    text: str
+
+
+async def test_subscribe_json_live_with_backpressure(stream_url: str) -> None:
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type=JSON)
+        await writer.append({"role": "user", "text": "hi"})
+        received: list[tuple[list[object], str]] = []
+
+        async def on_batch(batch: Batch) -> None:
+            received.append((batch.items, batch.offset))
+            if len(received) == 1:
+                # Appending from inside the callback: the read waits for us, then sees it.
+                await writer.append({"role": "assistant", "text": "hello"})
+                await writer.close()
+
+        with anyio.fail_after(10):
+            res = await writer.stream(live="auto")
+            await res.subscribe_json(on_batch)
+    items = [item for batch_items, _ in received for item in batch_items]
+    assert items == [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "hello"}]
+    assert res.closed
+    assert res.offset == received[-1][1]
+
+
+async def test_text_json_and_body(stream_url: str) -> None:
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type="text/plain")
+        await writer.append("Hello, ")
+        await writer.append("wörld")
+        with anyio.fail_after(10):
+            assert await (await writer.stream(live=False)).text() == "Hello, wörld"
+            assert await (await writer.stream()).body() == "Hello, wörld".encode()
+
+    async with StreamHandle(stream_url + "-json") as writer:
+        await writer.create(content_type=JSON)
+        await writer.append_many([{"n": 1}, [1, 2], 3])
+        with anyio.fail_after(10):
+            assert await (await writer.stream()).json() == [{"n": 1}, [1, 2], 3]
+            assert await (await writer.stream(live="long-poll")).json() == [{"n": 1}, [1, 2], 3]
+
+
+async def test_iter_json_with_a_model(stream_url: str) -> None:
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type=JSON)
+        await writer.append_many([{"role": "user", "text": "hi"}, {"role": "bot", "text": "yo"}])
+        with anyio.fail_after(10):
+            res = await writer.stream(live=False)
+            events = [event async for event in res.iter_json(model=ChatEvent)]
+    assert events == [ChatEvent(role="user", text="hi"), ChatEvent(role="bot", text="yo")]
+    assert res.up_to_date
+
+
+async def test_iter_json_validation_error_names_the_offset(stream_url: str) -> None:
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type=JSON)
+        await writer.append({"role": "user", "text": "hi"})
+        good_end = (await writer.head()).next_offset
+        await writer.append({"role": "user"})  # no text: does not validate
+        res = await writer.stream(offset=good_end)
+        events: list[ChatEvent] = []
+
+        async def read() -> None:
+            async for event in res.iter_json(model=ChatEvent):
+                events.append(event)
+
+        with anyio.fail_after(10), pytest.raises(ValidationError) as caught:
+            await read()
+        assert caught.value.offset == good_end
+        assert events == []
+        async with durable_streams.stream(stream_url) as valid:
+            first = [e async for e in valid.iter_json(model=pydantic.TypeAdapter(dict))]
+        assert first[0] == {"role": "user", "text": "hi"}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_large_binary_stream_streams_exact_bytes(stream_url: str) -> None:
+    payload = os.urandom(1024 * 1024)  # compressed responses included (>= 1 KiB)
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type="application/octet-stream")
+        for start in range(0, len(payload), 256 * 1024):
+            await writer.append(payload[start : start + 256 * 1024])
+        await writer.close()
+        with anyio.fail_after(30):
+            res = await writer.stream(live="long-poll")
+            chunks = [chunk async for chunk in res.iter_bytes()]
+            assert b"".join(chunks) == payload
+            assert res.closed
+            res = await writer.stream(live="sse")
+            assert await res.body() == payload
+
+
+async def test_iter_text_live(stream_url: str) -> None:
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type="text/plain")
+        await writer.append("é" * 10)
+        parts: list[str] = []
+        with anyio.fail_after(10):
+            res = await writer.stream(live="sse")
+            async for text in res.iter_text():
+                parts.append(text)
+                if len(parts) == 1:
+                    await writer.append("☃")
+                    await writer.close()
+    assert "".join(parts) == "é" * 10 + "☃"
+    assert res.closed

@@ -1,139 +1,46 @@
 """``IdempotentProducer``: fire-and-forget appends, batched, pipelined and exactly-once.
 
-How it works, briefly. ``append()`` only encodes the item and adds it to the
-open batch (a list of bytes and a running size), so it costs a few hundred
-nanoseconds. One sender task cuts batches (size, item count or ``linger_ms``)
-and hands each to a worker task with the next ``(epoch, seq)``; up to
-``max_in_flight`` workers run at once. A worker retries its batch with the same
-tuple and the same bytes until it is acknowledged (200, or 204 = duplicate) or
-fails for good. A ``409`` sequence gap means an earlier batch is still on its
-way: the worker waits for the earlier ones and sends again.
-
-Epoch changes (auto-claim after a 403, recovery after a batch failed for good
-or the server lost the producer's state, ``restart()``) all go through one
-path: no new batch is sent, the in-flight ones finish, then every batch not yet
-acknowledged is renumbered from seq 0 in the new epoch, in its original order.
-The new epoch fences any delayed request of the old one (the server answers it
-403), so a batch can never be stored under two tuples.
-
-What is guaranteed: every item appended is either acknowledged exactly once,
-in append order, or reported as failed (``on_error``, ``flush()``/``close()``
-raise :class:`ProducerFlushError`). One window is at-least-once: with
-``auto_claim``, a batch whose response was lost *and* that is then fenced by
-another instance may have been stored in the old epoch; it is sent again in the
-new one. Without ``auto_claim`` a fence is final and such a batch is reported
-as failed.
+The public face of the producer: options, lifecycle (one anyio task group per
+producer), ``append``/``send``/``flush``/``close``. Batching, sequence numbers,
+retries and epoch changes live in :mod:`._batcher`.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
-from collections import deque
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict
 
 from . import _protocol as p
-from . import _retry
+from ._batcher import Batcher, ProducerAck, ProducerOnError, Waiter
 from ._codec import encode_item, join_items
 from ._errors import (
-    DurableStreamError,
     EmptyAppendError,
     InvalidArgumentError,
     ProducerBufferFullError,
     ProducerClosedError,
     ProducerError,
     ProducerFlushError,
-    ProducerSequenceGapError,
-    StaleEpochError,
-    StreamClosedError,
-    error_for_response,
     redact_url,
 )
 from ._handle import StreamHandle
-from ._models import BatchFailure, CloseResult
-from ._retry import RetryPolicy, is_retryable
+from ._models import CloseResult
+from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, _Values
 
-__all__ = ["IdempotentProducer", "ProducerOnError", "ProducerAck"]
+__all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError"]
 
 logger = logging.getLogger("durable_streams")
-
-ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
-"""``on_error(error, failure)``: called once for every batch that failed for good
-(sync or async; its own exceptions are logged and ignored)."""
 
 MIB = 1024 * 1024
 _MISSING: Any = object()
 
 # Producer states.
 _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
-
-
-class ProducerAck(BaseModel):
-    """Acknowledgement of one item sent with :meth:`IdempotentProducer.send`.
-
-    ``offset`` is the stream's tail after the batch holding the item (None when
-    the server answered 204 = duplicate, which carries no offset); ``epoch`` and
-    ``seq`` are the producer tuple the batch was stored under.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    offset: str | None = None
-    duplicate: bool = False
-    epoch: int
-    seq: int
-
-
-class _Waiter:
-    """One ``send()`` caller waiting for the batch that carries its item."""
-
-    __slots__ = ("ack", "done", "error")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.ack: ProducerAck | None = None
-        self.error: DurableStreamError | None = None
-
-
-class _Batch:
-    __slots__ = (
-        "body",
-        "close",
-        "epoch",
-        "error",
-        "id",
-        "item_bytes",
-        "item_count",
-        "maybe_stored",
-        "response",
-        "seq",
-        "waiters",
-    )
-
-    def __init__(
-        self, id: int, body: bytes, item_count: int, item_bytes: int, waiters: list[_Waiter]
-    ) -> None:
-        self.id = id
-        self.body = body
-        self.item_count = item_count
-        self.item_bytes = item_bytes
-        self.waiters = waiters
-        self.close = False
-        self.epoch = -1
-        self.seq = -1
-        # An attempt with the current tuple failed ambiguously (it may be stored).
-        self.maybe_stored = False
-        self.response: httpx.Response | None = None
-        self.error: DurableStreamError | None = None
 
 
 class IdempotentProducer:
@@ -210,123 +117,92 @@ class IdempotentProducer:
         _Values(params, lower=False)
 
         self._handle = handle
-        self._transport = handle._transport
-        self._producer_id = producer_id
-        self._auto_claim = bool(auto_claim)
-        self._linger_s = linger_ms / 1000
-        self._max_batch_bytes = max_batch_bytes
-        self._max_batch_items = max_batch_items if max_batch_items is not None else sys.maxsize
-        self._max_in_flight = max_in_flight
-        self._max_buffered_bytes = max_buffered_bytes
-        self._retry = retry if retry is not None else handle.retry
-        self._on_error = on_error
-        self._headers = headers
-        self._params = params
-
         self._state = _NEW
         self._task_group: TaskGroup | None = None
         self._exit_on_stop = False  # explicit start(): close()/detach() leave the task group
-        self._content_type = p.DEFAULT_CONTENT_TYPE
-        self._json_mode = False
-        self._overhead = 0  # body bytes beyond the items: "[" "]" minus one "," in JSON mode
-        self._separator = 0
-
-        # The open batch.
-        self._items: list[bytes] = []
-        self._open_bytes = 0
-        self._open_waiters: list[_Waiter] = []
-
-        self._queue: deque[_Batch] = deque()  # cut, waiting to be sent, in order
-        self._unsettled: dict[int, _Batch] = {}  # id -> batch; ids increase, so first = oldest
-        self._next_batch_id = 0
-        self._buffered_bytes = 0
-        self._pending = 0
-        self._changed = anyio.Event()
-
-        self._epoch = epoch
-        self._next_seq = 0
-        self._epoch_confirmed = False  # seq 0 of this epoch was acknowledged
-        self._in_flight_seqs: set[int] = set()
-        self._requeued: list[_Batch] = []
-        self._epoch_change = False  # renumber into a new epoch once nothing is in flight
-        self._claim_epoch: int | None = None
-        self._fatal: DurableStreamError | None = None  # fenced or stream closed: nothing more
-        self._failures: list[BatchFailure] = []
         self._close_result: CloseResult | None = None
-
-        self._acked_messages = 0
-        self._acked_batches = 0
-        self._duplicate_batches = 0
-        self._failed_batches = 0
-        self._retries = 0
-        self._sequence_gaps = 0
+        self._batcher = Batcher(
+            handle._transport,
+            producer_id,
+            epoch=epoch,
+            auto_claim=bool(auto_claim),
+            linger=linger_ms / 1000,
+            max_batch_bytes=max_batch_bytes,
+            max_batch_items=max_batch_items if max_batch_items is not None else sys.maxsize,
+            max_in_flight=max_in_flight,
+            max_buffered_bytes=max_buffered_bytes,
+            retry=retry if retry is not None else handle.retry,
+            on_error=on_error,
+            headers=headers,
+            params=params,
+        )
 
     # -- read-only state ---------------------------------------------------------------------
 
     @property
     def producer_id(self) -> str:
         """The ``Producer-Id`` sent with every request."""
-        return self._producer_id
+        return self._batcher.producer_id
 
     @property
     def epoch(self) -> int:
         """The current ``Producer-Epoch``."""
-        return self._epoch
+        return self._batcher.epoch
 
     @property
     def next_seq(self) -> int:
         """The ``Producer-Seq`` the next batch will be sent with."""
-        return self._next_seq
+        return self._batcher.next_seq
 
     @property
     def pending(self) -> int:
         """Items appended and not yet acknowledged or failed."""
-        return self._pending
+        return self._batcher.pending
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes of the pending items (bounded by ``max_buffered_bytes``)."""
-        return self._buffered_bytes
+        """Bytes of the pending items (at most ``max_buffered_bytes``)."""
+        return self._batcher.buffered_bytes
 
     @property
     def in_flight(self) -> int:
         """Batches sent (or being retried) and not yet settled."""
-        return len(self._in_flight_seqs)
+        return len(self._batcher.in_flight)
 
     @property
     def acked_messages(self) -> int:
         """Items acknowledged by the server (duplicates included)."""
-        return self._acked_messages
+        return self._batcher.acked_messages
 
     @property
     def acked_batches(self) -> int:
         """Batches acknowledged by the server (duplicates included)."""
-        return self._acked_batches
+        return self._batcher.acked_batches
 
     @property
     def duplicate_batches(self) -> int:
-        """Batches the server answered with 204: it already had them (a retried success)."""
-        return self._duplicate_batches
+        """Batches answered 204: the server already had them (a retry of a lost success)."""
+        return self._batcher.duplicate_batches
 
     @property
     def failed_batches(self) -> int:
         """Batches that failed for good."""
-        return self._failed_batches
+        return self._batcher.failed_batches
 
     @property
     def retries(self) -> int:
         """Requests sent again after a retryable failure (network error, timeout, 5xx, 429)."""
-        return self._retries
+        return self._batcher.retries
 
     @property
     def sequence_gaps(self) -> int:
         """409 sequence-gap answers absorbed (a later batch overtook an earlier one)."""
-        return self._sequence_gaps
+        return self._batcher.sequence_gaps
 
     def __repr__(self) -> str:
         return (
-            f"IdempotentProducer({redact_url(self._transport.url)!r}, {self._producer_id!r}, "
-            f"epoch={self._epoch}, next_seq={self._next_seq}, state={self._state!r})"
+            f"IdempotentProducer({redact_url(self._handle.url)!r}, {self.producer_id!r}, "
+            f"epoch={self.epoch}, next_seq={self.next_seq}, state={self._state!r})"
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -343,19 +219,17 @@ class IdempotentProducer:
     ) -> None:
         if self._task_group is None:
             return
-        if self._state != _RUNNING:  # closed or detached inside the block
-            await self._leave_task_group()
-            return
         if exc is not None and isinstance(exc, anyio.get_cancelled_exc_class()):
             await self._abort()
             return
         try:
-            await self._finish()
+            if self._state == _RUNNING:  # not closed or detached inside the block
+                await self._finish()
         except ProducerFlushError:
             if exc is None:
                 raise
-            # The body's exception wins; the failures already went to on_error.
-            logger.warning("producer %r: batches failed while exiting", self._producer_id)
+            # The block's own exception wins; the failures already went to on_error.
+            logger.warning("producer %r: batches failed while exiting", self.producer_id)
         finally:
             await self._leave_task_group()
 
@@ -366,6 +240,15 @@ class IdempotentProducer:
         it). A producer started this way must be stopped with :meth:`close`,
         :meth:`detach` or :meth:`aclose` from the same task, outside any cancel
         scope entered after ``start()``; prefer ``async with``.
+
+        Example::
+
+            producer = IdempotentProducer(handle, "worker-1")
+            await producer.start()
+            try:
+                producer.append(b"x")
+            finally:
+                await producer.detach()
         """
         await self._start()
         self._exit_on_stop = True
@@ -373,20 +256,23 @@ class IdempotentProducer:
     async def _start(self) -> None:
         if self._state != _NEW:
             raise ProducerError("the producer was already started")
-        self._content_type = await self._handle._write_content_type()
-        self._json_mode = p.is_json(self._content_type)
-        self._overhead = 1 if self._json_mode else 0
-        self._separator = 1 if self._json_mode else 0
-        self._open_bytes = self._overhead
+        self._batcher.begin(await self._handle._write_content_type())
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         self._state = _RUNNING
-        task_group.start_soon(self._run_sender)
+        task_group.start_soon(self._batcher.run, task_group)
 
     async def detach(self) -> None:
-        """Flush, then stop without closing the stream. Raises :class:`ProducerFlushError`
-        if batches failed (the producer is stopped either way)."""
+        """Flush, then stop without closing the stream.
+
+        Raises :class:`ProducerFlushError` if batches failed (the producer is
+        stopped either way). Detaching again does nothing.
+
+        Example::
+
+            await producer.detach()
+        """
         if self._state == _STOPPED:
             return
         try:
@@ -415,11 +301,10 @@ class IdempotentProducer:
         if self._close_result is not None:
             return self._close_result
         self._require_running(fatal=False)
+        json_mode = self._batcher.json_mode
         body = b""
         if final is not _MISSING:
-            body = join_items(
-                [encode_item(final, json_mode=self._json_mode)], json_mode=self._json_mode
-            )
+            body = join_items([encode_item(final, json_mode=json_mode)], json_mode=json_mode)
         try:
             result = await self._finish(close_body=body)
         finally:
@@ -429,35 +314,51 @@ class IdempotentProducer:
         return result
 
     async def restart(self) -> None:
-        """Flush, then continue in epoch + 1 from seq 0 (as a restarted process would)."""
+        """Flush, then continue in epoch + 1 from seq 0, as a restarted process would.
+
+        Example::
+
+            await producer.restart()
+            assert producer.next_seq == 0
+        """
         self._require_running()
         await self.flush()
-        old_epoch = self._epoch
-        self._epoch_change = True
-        self._notify()
-        await self._wait_for(lambda: self._epoch != old_epoch or self._fatal is not None)
+        batcher = self._batcher
+        old_epoch = batcher.epoch
+        batcher.epoch_change = True
+        batcher.notify()
+        await batcher.wait_for(lambda: batcher.epoch != old_epoch or batcher.fatal is not None)
         self._raise_failures()
 
     async def _finish(self, close_body: bytes | None = None) -> CloseResult | None:
         """Flush, optionally close the stream, then let the sender stop."""
         self._require_running(fatal=False)
         self._state = _STOPPING
+        batcher = self._batcher
         try:
             await self._flush()
             if close_body is not None:
-                batch = self._new_batch(close_body, 1 if close_body else 0, [])
+                batch = batcher.new_batch(close_body, 1 if close_body else 0)
                 batch.close = True
-                self._queue.append(batch)
-                self._notify()
-                await self._wait_for(lambda: batch.id not in self._unsettled)
-                self._close_result = self._close_outcome(batch)
+                batcher.queue.append(batch)
+                batcher.notify()
+                await batcher.wait_for(lambda: batch.id not in batcher.unsettled)
+                if batch.error is not None:
+                    raise batch.error
+                assert batch.response is not None
+                self._close_result = CloseResult(
+                    final_offset=batch.response.headers.get(p.STREAM_NEXT_OFFSET)
+                )
         finally:
-            self._state = _STOPPED
-            self._notify()
+            self._stop_sender()
         return self._close_result
 
-    async def _abort(self) -> None:
+    def _stop_sender(self) -> None:
         self._state = _STOPPED
+        self._batcher.stopped = True
+        self._batcher.notify()
+
+    async def _abort(self) -> None:
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         await self._leave_task_group()
@@ -465,33 +366,50 @@ class IdempotentProducer:
     async def _leave_task_group(self) -> None:
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
-            self._state = _STOPPED
-            self._notify()
+            self._stop_sender()
             await task_group.__aexit__(None, None, None)
 
     # -- appending ---------------------------------------------------------------------------
 
     def append(self, item: Any) -> None:
-        """Queue one item; never waits. Raises :class:`ProducerBufferFullError` when
-        ``max_buffered_bytes`` are pending, and encoding errors at once.
+        """Queue one item; never waits.
+
+        Encoding errors are raised here, and :class:`ProducerBufferFullError`
+        when ``max_buffered_bytes`` are pending (``send()`` waits instead).
 
         Example::
 
             producer.append({"type": "click", "x": 3})
             producer.append(b'{"type":"pre-serialised"}')
         """
-        if self._fatal is not None or self._state != _RUNNING:
+        # The hot path of the producer: no locks, awaits or allocations beyond the item.
+        batcher = self._batcher
+        if batcher.fatal is not None or self._state != _RUNNING:
             self._require_running()
-        data = item if type(item) is bytes else encode_item(item, json_mode=self._json_mode)
-        size = len(data)
-        if not size:
+        if type(item) is not bytes:
+            item = encode_item(item, json_mode=batcher.json_mode)
+        elif not item:
             raise EmptyAppendError("cannot append empty data")
-        if self._buffered_bytes + size > self._max_buffered_bytes:
+        cost = len(item) + batcher.separator
+        open_bytes = batcher.open_bytes
+        if batcher.queued_bytes + open_bytes + cost > batcher.max_buffered_bytes:
             raise ProducerBufferFullError(
-                f"producer buffer is full ({self._buffered_bytes} of {self._max_buffered_bytes} "
-                "bytes pending): await send() or wait_for_capacity() to wait for room"
+                f"producer buffer is full ({batcher.buffered_bytes} of "
+                f"{batcher.max_buffered_bytes} bytes pending): await send() or "
+                "wait_for_capacity() to wait for room"
             )
-        self._add(data, size, None)
+        items = batcher.items
+        if open_bytes + cost > batcher.max_batch_bytes and items:
+            batcher.cut()  # the item would overflow the open batch: it starts the next one
+            items = batcher.items
+            open_bytes = batcher.open_bytes
+        items.append(item)
+        batcher.open_bytes = open_bytes = open_bytes + cost
+        count = len(items)
+        if open_bytes >= batcher.max_batch_bytes or count >= batcher.max_batch_items:
+            batcher.cut()
+        elif count == 1:
+            batcher.notify()  # the sender starts the linger timer
 
     async def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.
@@ -505,13 +423,15 @@ class IdempotentProducer:
             print(ack.offset, ack.duplicate, ack.seq)
         """
         self._require_running()
-        data = item if type(item) is bytes else encode_item(item, json_mode=self._json_mode)
+        batcher = self._batcher
+        data = item if type(item) is bytes else encode_item(item, json_mode=batcher.json_mode)
         if not data:
             raise EmptyAppendError("cannot append empty data")
-        await self.wait_for_capacity(len(data))
-        self._require_running()
-        waiter = _Waiter()
-        self._add(data, len(data), waiter)
+        await self.wait_for_capacity(len(data) + batcher.separator)
+        self.append(data)
+        # The item is the last of the open batch or, if append cut it, of the last queued one.
+        waiter = Waiter()
+        (batcher.open_waiters if batcher.items else batcher.queue[-1].waiters).append(waiter)
         await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -519,52 +439,25 @@ class IdempotentProducer:
         return waiter.ack
 
     async def wait_for_capacity(self, nbytes: int = 1) -> None:
-        """Wait until ``nbytes`` more can be appended without exceeding ``max_buffered_bytes``."""
-        if nbytes > self._max_buffered_bytes:
+        """Wait until ``nbytes`` more can be appended without passing ``max_buffered_bytes``.
+
+        Example::
+
+            await producer.wait_for_capacity(len(item))
+            producer.append(item)
+        """
+        batcher = self._batcher
+        if nbytes > batcher.max_buffered_bytes:
             raise ProducerBufferFullError(
                 f"an item of {nbytes} bytes can never fit in max_buffered_bytes="
-                f"{self._max_buffered_bytes}"
+                f"{batcher.max_buffered_bytes}"
             )
-        await self._wait_for(
+        await batcher.wait_for(
             lambda: (
-                self._buffered_bytes + nbytes <= self._max_buffered_bytes or self._state != _RUNNING
+                batcher.queued_bytes + batcher.open_bytes + nbytes <= batcher.max_buffered_bytes
+                or self._state != _RUNNING
             )
         )
-
-    def _add(self, data: bytes, size: int, waiter: _Waiter | None) -> None:
-        self._buffered_bytes += size
-        self._pending += 1
-        items = self._items
-        cost = size + self._separator
-        if items and self._open_bytes + cost > self._max_batch_bytes:
-            self._cut()
-            items = self._items
-        items.append(data)
-        self._open_bytes += cost
-        if waiter is not None:
-            self._open_waiters.append(waiter)
-        if self._open_bytes >= self._max_batch_bytes or len(items) >= self._max_batch_items:
-            self._cut()
-        elif len(items) == 1:
-            self._notify()  # the sender starts the linger timer
-
-    def _cut(self) -> None:
-        """Turn the open batch into a queued one."""
-        items = self._items
-        body = join_items(items, json_mode=self._json_mode)
-        batch = self._new_batch(body, len(items), self._open_waiters)
-        batch.item_bytes = self._open_bytes - self._overhead - len(items) * self._separator
-        self._items = []
-        self._open_bytes = self._overhead
-        self._open_waiters = []
-        self._queue.append(batch)
-        self._notify()
-
-    def _new_batch(self, body: bytes, item_count: int, waiters: list[_Waiter]) -> _Batch:
-        batch = _Batch(self._next_batch_id, body, item_count, 0, waiters)
-        self._next_batch_id += 1
-        self._unsettled[batch.id] = batch
-        return batch
 
     # -- flushing ----------------------------------------------------------------------------
 
@@ -572,7 +465,7 @@ class IdempotentProducer:
         """Wait until every item appended so far is acknowledged or failed.
 
         Raises :class:`ProducerFlushError` listing the batches that failed since
-        the last flush (their items are not retried again).
+        the last flush (their items are not sent again).
 
         Example::
 
@@ -584,259 +477,25 @@ class IdempotentProducer:
         await self._flush()
 
     async def _flush(self) -> None:
-        if self._items:
-            self._cut()
-        target = self._next_batch_id
-        await self._wait_for(lambda: not self._unsettled or next(iter(self._unsettled)) >= target)
+        await self._batcher.settle_all()
         self._raise_failures()
 
     def _raise_failures(self) -> None:
-        if not self._failures:
+        batcher = self._batcher
+        if not batcher.failures:
             return
-        failures, self._failures = self._failures, []
+        failures, batcher.failures = batcher.failures, []
         first = failures[0].error
+        items = sum(f.item_count for f in failures)
         raise ProducerFlushError(
-            f"{len(failures)} producer batch(es) failed ({sum(f.item_count for f in failures)} "
-            f"items); first error: {first}",
+            f"{len(failures)} producer batch(es) failed ({items} items); first error: {first}",
             failures=failures,
         ) from first
 
-    # -- the sender --------------------------------------------------------------------------
-
-    async def _run_sender(self) -> None:
-        while True:
-            if self._fatal is not None and (self._queue or self._items):
-                if self._items:
-                    self._cut()
-                while self._queue:
-                    await self._fail(self._queue.popleft(), self._fatal)
-                continue
-            if self._epoch_change or self._claim_epoch is not None:
-                if not self._in_flight_seqs:
-                    self._renumber()
-                    continue
-            elif self._queue:
-                # Seq 0 of an epoch goes alone: the server rejects seq > 0 of an epoch it
-                # has not seen (400), so pipelining starts once the epoch is established.
-                if len(self._in_flight_seqs) < self._max_in_flight and (
-                    self._next_seq == 0 or self._epoch_confirmed
-                ):
-                    self._dispatch(self._queue.popleft())
-                    continue
-            elif self._items:
-                await self._linger()
-                continue
-            elif self._state == _STOPPED and not self._in_flight_seqs:
-                return
-            await self._changed.wait()
-
-    async def _linger(self) -> None:
-        if self._linger_s > 0 and self._state == _RUNNING:
-            with anyio.move_on_after(self._linger_s):
-                while not self._queue and self._items and self._fatal is None:
-                    await self._changed.wait()
-        if self._items and not self._queue:
-            self._cut()
-
-    def _dispatch(self, batch: _Batch) -> None:
-        batch.epoch = self._epoch
-        batch.seq = self._next_seq
-        batch.maybe_stored = False
-        self._next_seq += 1
-        self._in_flight_seqs.add(batch.seq)
-        assert self._task_group is not None
-        self._task_group.start_soon(self._run_batch, batch)
-
-    def _renumber(self) -> None:
-        """Move to the next epoch and queue the unacknowledged batches again from seq 0."""
-        new_epoch = self._epoch + 1
-        if self._claim_epoch is not None:
-            new_epoch = max(new_epoch, self._claim_epoch)
-        self._epoch_change = False
-        self._claim_epoch = None
-        if new_epoch > p.MAX_SAFE_INTEGER:
-            self._fatal = ProducerError("producer epoch would exceed 2**53 - 1")
-        else:
-            logger.info(
-                "producer %r: epoch %d -> %d, %d batch(es) to resend",
-                self._producer_id,
-                self._epoch,
-                new_epoch,
-                len(self._requeued),
-            )
-            self._epoch = new_epoch
-            self._next_seq = 0
-            self._epoch_confirmed = False
-        self._queue.extendleft(sorted(self._requeued, key=lambda b: b.id, reverse=True))
-        self._requeued = []
-        self._notify()
-
-    # -- one batch ---------------------------------------------------------------------------
-
-    async def _run_batch(self, batch: _Batch) -> None:
-        try:
-            await self._deliver(batch)
-        finally:
-            self._in_flight_seqs.discard(batch.seq)
-            self._notify()
-
-    async def _deliver(self, batch: _Batch) -> None:
-        backoff: _retry.Backoff | None = None
-        gap_seen = False
-        while True:
-            try:
-                response = await self._post(batch)
-            except ProducerSequenceGapError as error:
-                # Earlier batches are still on their way: wait for them, then send again.
-                self._sequence_gaps += 1
-                await self._wait_for(lambda: min(self._in_flight_seqs) >= batch.seq)
-                if self._epoch_change or self._claim_epoch is not None or gap_seen:
-                    # An earlier batch failed or was requeued, or the server lost our
-                    # state (still a gap with nothing earlier pending): new epoch.
-                    logger.debug(
-                        "producer %r: gap at seq %d: %s", self._producer_id, batch.seq, error
-                    )
-                    self._requeue(batch)
-                    return
-                gap_seen = True
-                continue
-            except StaleEpochError as error:
-                if self._auto_claim and error.current_epoch is not None:
-                    self._requeue(batch, claim=error.current_epoch + 1)
-                else:
-                    self._fatal = error
-                    await self._fail(batch, error)
-                return
-            except StreamClosedError as error:
-                self._fatal = error
-                await self._fail(batch, error)
-                return
-            except DurableStreamError as error:
-                delay = None
-                if is_retryable(error):
-                    backoff = backoff or self._retry.backoff()
-                    delay = backoff.next_delay(error)
-                if delay is None:
-                    # Later batches of this epoch will see a gap and move to a new one.
-                    self._epoch_change = True
-                    await self._fail(batch, error)
-                    return
-                batch.maybe_stored = True
-                self._retries += 1
-                logger.debug(
-                    "producer %r: retrying seq %d in %.3fs: %s",
-                    self._producer_id,
-                    batch.seq,
-                    delay,
-                    error,
-                )
-                await _retry._sleep(delay)
-                continue
-            self._ack(batch, response)
-            return
-
-    async def _post(self, batch: _Batch) -> httpx.Response:
-        protocol = {
-            p.PRODUCER_ID: self._producer_id,
-            p.PRODUCER_EPOCH: str(batch.epoch),
-            p.PRODUCER_SEQ: str(batch.seq),
-        }
-        if batch.body:
-            protocol[p.CONTENT_TYPE] = self._content_type
-        if batch.close:
-            protocol[p.STREAM_CLOSED] = p.TRUE
-        operation = "producer close" if batch.close else "producer append"
-        request = await self._transport.build(
-            "POST",
-            protocol_headers=protocol,
-            headers=self._headers,
-            params=self._params,
-            content=batch.body,
-        )
-        response = await self._transport.send(request, operation=operation)
-        if response.status_code not in (200, 204):
-            raise error_for_response(response, operation=operation, body=response.content)
-        return response
-
-    def _requeue(self, batch: _Batch, claim: int | None = None) -> None:
-        self._requeued.append(batch)
-        if claim is not None:
-            self._claim_epoch = max(claim, self._claim_epoch or 0)
-        else:
-            self._epoch_change = True
-
-    def _ack(self, batch: _Batch, response: httpx.Response) -> None:
-        duplicate = response.status_code == 204
-        self._acked_batches += 1
-        self._acked_messages += batch.item_count
-        if duplicate:
-            self._duplicate_batches += 1
-        if batch.seq == 0 and batch.epoch == self._epoch:
-            self._epoch_confirmed = True
-        batch.response = response
-        if batch.waiters:
-            ack = ProducerAck(
-                offset=response.headers.get(p.STREAM_NEXT_OFFSET),
-                duplicate=duplicate,
-                epoch=batch.epoch,
-                seq=batch.seq,
-            )
-            for waiter in batch.waiters:
-                waiter.ack = ack
-                waiter.done.set()
-        self._settle(batch)
-
-    async def _fail(self, batch: _Batch, error: DurableStreamError) -> None:
-        failure = BatchFailure(
-            epoch=batch.epoch,
-            seq=batch.seq,
-            item_count=batch.item_count,
-            byte_count=len(batch.body),
-            error=error,
-        )
-        self._failed_batches += 1
-        batch.error = error
-        if not batch.close:  # a failed close is raised by close() itself
-            self._failures.append(failure)
-        for waiter in batch.waiters:
-            waiter.error = error
-            waiter.done.set()
-        self._settle(batch)
-        if self._on_error is not None:
-            try:
-                outcome = self._on_error(error, failure)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                logger.exception("producer %r: on_error raised", self._producer_id)
-
-    def _settle(self, batch: _Batch) -> None:
-        del self._unsettled[batch.id]
-        self._buffered_bytes -= batch.item_bytes
-        self._pending -= batch.item_count if not batch.close else 0
-        self._notify()
-
-    def _close_outcome(self, batch: _Batch) -> CloseResult:
-        if batch.error is not None:
-            raise batch.error
-        assert batch.response is not None
-        return CloseResult(final_offset=batch.response.headers.get(p.STREAM_NEXT_OFFSET))
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        """Wake every task waiting for a state change (they re-check their condition)."""
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def _wait_for(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            await self._changed.wait()
-
     def _require_running(self, *, fatal: bool = True) -> None:
         if self._state == _RUNNING:
-            if fatal and self._fatal is not None:
-                raise self._fatal
+            if fatal and self._batcher.fatal is not None:
+                raise self._batcher.fatal
             return
         if self._state == _NEW:
             raise ProducerError(

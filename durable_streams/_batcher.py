@@ -1,0 +1,465 @@
+"""The delivery engine behind :class:`~durable_streams.IdempotentProducer`.
+
+A :class:`Batcher` keeps the open batch (a list of encoded items and a running
+size, so adding an item is cheap), the queue of cut batches, and the producer's
+``(epoch, seq)`` state. Its sender task cuts batches (size, item count or
+linger) and starts one worker per batch, at most ``max_in_flight`` at once.
+
+A worker resends its batch with the same tuple and the same bytes after a
+retryable failure, and counts 200 and 204 (duplicate) as success. A 409
+sequence gap means an earlier batch has not landed yet: the worker waits until
+no earlier batch is in flight and sends again.
+
+Epoch changes share one path (auto-claim after a 403, recovery after a batch
+failed for good or the server forgot the producer, ``restart()``): nothing new
+is sent, the in-flight batches finish, then every batch not yet acknowledged
+is renumbered from seq 0 in the new epoch, in its original order. The new
+epoch fences delayed requests of the old one (403), so no batch is ever stored
+under two tuples, except in one window: with auto-claim, a batch whose earlier
+attempt was lost in transit and that is then fenced may already be stored in
+the old epoch; it is sent again (at-least-once) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, ConfigDict
+
+from . import _protocol as p
+from . import _retry
+from ._codec import join_items
+from ._errors import (
+    DurableStreamError,
+    ProducerError,
+    ProducerSequenceGapError,
+    StaleEpochError,
+    StreamClosedError,
+    error_for_response,
+)
+from ._models import BatchFailure
+from ._retry import RetryPolicy, is_retryable
+from ._transport import HeadersArg, ParamsArg, Transport
+
+__all__ = ["Batch", "Batcher", "ProducerAck", "ProducerOnError", "Waiter"]
+
+logger = logging.getLogger("durable_streams")
+
+ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
+"""``on_error(error, failure)``: called once for every batch that failed for good
+(sync or async; an exception it raises is logged and ignored)."""
+
+
+class ProducerAck(BaseModel):
+    """Acknowledgement of one item sent with :meth:`IdempotentProducer.send`.
+
+    ``offset`` is the stream's tail after the batch holding the item (None when
+    the server answered 204 = duplicate, which carries no offset); ``epoch`` and
+    ``seq`` are the producer tuple the batch was stored under.
+
+    Example::
+
+        ack = await producer.send(b"event")
+        print(ack.offset, ack.duplicate, ack.epoch, ack.seq)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    offset: str | None = None
+    duplicate: bool = False
+    epoch: int
+    seq: int
+
+
+class Waiter:
+    """One ``send()`` caller waiting for the batch that carries its item."""
+
+    __slots__ = ("ack", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.ack: ProducerAck | None = None
+        self.error: DurableStreamError | None = None
+
+
+class Batch:
+    """One request's worth of items, with the tuple it is currently sent under."""
+
+    __slots__ = (
+        "body",
+        "close",
+        "counted_bytes",
+        "epoch",
+        "error",
+        "id",
+        "item_count",
+        "maybe_stored",
+        "response",
+        "seq",
+        "waiters",
+    )
+
+    def __init__(self, id: int, body: bytes, item_count: int, waiters: list[Waiter]) -> None:
+        self.id = id  # append order; never changes when the batch is renumbered
+        self.body = body
+        self.item_count = item_count
+        self.counted_bytes = 0  # its share of max_buffered_bytes
+        self.waiters = waiters
+        self.close = False
+        self.epoch = -1
+        self.seq = -1
+        self.maybe_stored = False  # an attempt under the current tuple failed ambiguously
+        self.response: httpx.Response | None = None
+        self.error: DurableStreamError | None = None
+
+
+class Batcher:
+    """Batches, sequence numbers, in-flight requests and their outcomes for one producer."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        producer_id: str,
+        *,
+        epoch: int,
+        auto_claim: bool,
+        linger: float,
+        max_batch_bytes: int,
+        max_batch_items: int,
+        max_in_flight: int,
+        max_buffered_bytes: int,
+        retry: RetryPolicy,
+        on_error: ProducerOnError | None,
+        headers: HeadersArg,
+        params: ParamsArg,
+    ) -> None:
+        self.transport = transport
+        self.producer_id = producer_id
+        self.content_type = p.DEFAULT_CONTENT_TYPE
+        self.json_mode = False
+        self.auto_claim = auto_claim
+        self.linger = linger
+        self.max_batch_bytes = max_batch_bytes
+        self.max_batch_items = max_batch_items
+        self.max_in_flight = max_in_flight
+        self.max_buffered_bytes = max_buffered_bytes
+        self.retry = retry
+        self.on_error = on_error
+        self.headers = headers
+        self.params = params
+
+        self.separator = 0
+        self.overhead = 0
+        self.items: list[bytes] = []
+        self.open_bytes = self.overhead
+        self.open_waiters: list[Waiter] = []
+        self.queue: deque[Batch] = deque()  # cut and waiting to be sent, in order
+        self.unsettled: dict[int, Batch] = {}  # by id; ids only grow, so the first is oldest
+        self.next_batch_id = 0
+        self.queued_bytes = 0  # bodies of cut, unsettled batches (max_buffered_bytes)
+        self.changed: anyio.Event  # created in begin(): events need a running event loop
+        self.stopped = False  # the sender may exit once everything is settled
+
+        self.epoch = epoch
+        self.next_seq = 0
+        self.epoch_confirmed = False  # seq 0 of this epoch is acknowledged
+        self.in_flight: set[int] = set()  # seqs of the current epoch being delivered
+        self.requeued: list[Batch] = []
+        self.epoch_change = False  # renumber into epoch + 1 once nothing is in flight
+        self.claim_epoch: int | None = None  # ... or into this epoch (auto-claim)
+        self.fatal: DurableStreamError | None = None  # fenced or closed: nothing more is sent
+        self.failures: list[BatchFailure] = []
+
+        self.acked_messages = 0
+        self.acked_batches = 0
+        self.duplicate_batches = 0
+        self.failed_batches = 0
+        self.retries = 0
+        self.sequence_gaps = 0
+
+    def begin(self, content_type: str) -> None:
+        """Get ready to take items for a stream of this content type."""
+        self.content_type = content_type
+        self.json_mode = p.is_json(content_type)
+        # JSON bodies are "[" + items joined by "," + "]": one byte per item, plus one.
+        self.separator = 1 if self.json_mode else 0
+        self.overhead = self.separator
+        self.open_bytes = self.overhead
+        self.changed = anyio.Event()
+
+    # -- the open batch ----------------------------------------------------------------------
+
+    # Items are added by IdempotentProducer.append, inlined there for speed: the open
+    # batch is ``items`` and ``open_bytes``, which always equals the length of its body.
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Body bytes of everything appended and not yet settled."""
+        return self.queued_bytes + (self.open_bytes if self.items else 0)
+
+    @property
+    def pending(self) -> int:
+        """Items appended and not yet settled."""
+        queued = sum(b.item_count for b in self.unsettled.values() if not b.close)
+        return queued + len(self.items)
+
+    def cut(self) -> None:
+        """Turn the open batch into a queued one."""
+        items = self.items
+        batch = self.new_batch(join_items(items, json_mode=self.json_mode), len(items))
+        batch.counted_bytes = len(batch.body)
+        batch.waiters = self.open_waiters
+        self.queued_bytes += batch.counted_bytes
+        self.items = []
+        self.open_bytes = self.overhead
+        self.open_waiters = []
+        self.queue.append(batch)
+        self.notify()
+
+    def new_batch(self, body: bytes, item_count: int) -> Batch:
+        batch = Batch(self.next_batch_id, body, item_count, [])
+        self.next_batch_id += 1
+        self.unsettled[batch.id] = batch
+        return batch
+
+    async def settle_all(self) -> None:
+        """Wait until every batch added so far (the open one included) is settled."""
+        if self.items:
+            self.cut()
+        target = self.next_batch_id
+        await self.wait_for(lambda: not self.unsettled or next(iter(self.unsettled)) >= target)
+
+    # -- the sender --------------------------------------------------------------------------
+
+    async def run(self, task_group: TaskGroup) -> None:
+        """The sender loop: cut, number and dispatch batches until stopped."""
+        while True:
+            if self.fatal is not None and (self.queue or self.items):
+                if self.items:
+                    self.cut()
+                while self.queue:
+                    await self.fail(self.queue.popleft(), self.fatal)
+                continue
+            if self.epoch_change or self.claim_epoch is not None:
+                if not self.in_flight:
+                    self.renumber()
+                    continue
+            elif self.queue:
+                # Seq 0 of an epoch goes alone: the server rejects seq > 0 in an epoch it
+                # has not seen yet (400), so pipelining starts once the epoch is established.
+                if len(self.in_flight) < self.max_in_flight and (
+                    self.next_seq == 0 or self.epoch_confirmed
+                ):
+                    self.dispatch(self.queue.popleft(), task_group)
+                    continue
+            elif self.items:
+                await self.linger_then_cut()
+                continue
+            elif self.stopped and not self.in_flight:
+                return
+            await self.changed.wait()
+
+    async def linger_then_cut(self) -> None:
+        if self.linger > 0:
+            with anyio.move_on_after(self.linger):
+                while not self.queue and self.items and self.fatal is None:
+                    await self.changed.wait()
+        if self.items and not self.queue:
+            self.cut()
+
+    def dispatch(self, batch: Batch, task_group: TaskGroup) -> None:
+        batch.epoch = self.epoch
+        batch.seq = self.next_seq
+        batch.maybe_stored = False
+        self.next_seq += 1
+        self.in_flight.add(batch.seq)
+        task_group.start_soon(self.deliver, batch)
+
+    def renumber(self) -> None:
+        """Move to the next epoch and queue the unacknowledged batches again from seq 0."""
+        new_epoch = self.epoch + 1
+        if self.claim_epoch is not None:
+            new_epoch = max(new_epoch, self.claim_epoch)
+        self.epoch_change = False
+        self.claim_epoch = None
+        if new_epoch > p.MAX_SAFE_INTEGER:
+            self.fatal = ProducerError("the producer epoch would exceed 2**53 - 1")
+        else:
+            logger.info(
+                "producer %r: epoch %d -> %d, %d batch(es) to send again",
+                self.producer_id,
+                self.epoch,
+                new_epoch,
+                len(self.requeued),
+            )
+            self.epoch = new_epoch
+            self.next_seq = 0
+            self.epoch_confirmed = False
+        self.queue.extendleft(sorted(self.requeued, key=lambda b: b.id, reverse=True))
+        self.requeued = []
+        self.notify()
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    async def deliver(self, batch: Batch) -> None:
+        try:
+            await self._deliver(batch)
+        finally:
+            self.in_flight.discard(batch.seq)
+            self.notify()
+
+    async def _deliver(self, batch: Batch) -> None:
+        backoff: _retry.Backoff | None = None
+        gap_seen = False
+        while True:
+            try:
+                response = await self.post(batch)
+            except ProducerSequenceGapError:
+                self.sequence_gaps += 1
+                await self.wait_for(lambda: min(self.in_flight) >= batch.seq)
+                if self.epoch_change or self.claim_epoch is not None or gap_seen:
+                    # An earlier batch failed or moved to a new epoch, or the server
+                    # forgot this producer (a gap with nothing earlier pending).
+                    self.requeue(batch)
+                    return
+                gap_seen = True
+                continue
+            except StaleEpochError as error:
+                if self.auto_claim and error.current_epoch is not None:
+                    if batch.maybe_stored:
+                        logger.warning(
+                            "producer %r: seq %d of epoch %d was fenced after an ambiguous "
+                            "failure; it is sent again in the new epoch and may be stored twice",
+                            self.producer_id,
+                            batch.seq,
+                            batch.epoch,
+                        )
+                    self.requeue(batch, claim=error.current_epoch + 1)
+                    return
+                self.fatal = error
+                await self.fail(batch, error)
+                return
+            except StreamClosedError as error:
+                self.fatal = error
+                await self.fail(batch, error)
+                return
+            except DurableStreamError as error:
+                delay = None
+                if is_retryable(error):
+                    backoff = backoff or self.retry.backoff()
+                    delay = backoff.next_delay(error)
+                if delay is None:
+                    # Later batches of this epoch cannot land after the hole: renumber them.
+                    self.epoch_change = True
+                    await self.fail(batch, error)
+                    return
+                batch.maybe_stored = True
+                self.retries += 1
+                logger.debug(
+                    "producer %r: retrying seq %d in %.3fs: %s",
+                    self.producer_id,
+                    batch.seq,
+                    delay,
+                    error,
+                )
+                await _retry._sleep(delay)
+                continue
+            self.ack(batch, response)
+            return
+
+    async def post(self, batch: Batch) -> httpx.Response:
+        protocol = {
+            p.PRODUCER_ID: self.producer_id,
+            p.PRODUCER_EPOCH: str(batch.epoch),
+            p.PRODUCER_SEQ: str(batch.seq),
+        }
+        if batch.body:
+            protocol[p.CONTENT_TYPE] = self.content_type
+        if batch.close:
+            protocol[p.STREAM_CLOSED] = p.TRUE
+        operation = "producer close" if batch.close else "producer append"
+        request = await self.transport.build(
+            "POST",
+            protocol_headers=protocol,
+            headers=self.headers,
+            params=self.params,
+            content=batch.body,
+        )
+        response = await self.transport.send(request, operation=operation)
+        if response.status_code not in (200, 204):
+            raise error_for_response(response, operation=operation, body=response.content)
+        return response
+
+    def requeue(self, batch: Batch, claim: int | None = None) -> None:
+        self.requeued.append(batch)
+        if claim is not None:
+            self.claim_epoch = max(claim, self.claim_epoch or 0)
+        else:
+            self.epoch_change = True
+
+    def ack(self, batch: Batch, response: httpx.Response) -> None:
+        duplicate = response.status_code == 204
+        self.acked_batches += 1
+        self.acked_messages += batch.item_count
+        if duplicate:
+            self.duplicate_batches += 1
+        if batch.seq == 0 and batch.epoch == self.epoch:
+            self.epoch_confirmed = True
+        batch.response = response
+        if batch.waiters:
+            ack = ProducerAck(
+                offset=response.headers.get(p.STREAM_NEXT_OFFSET),
+                duplicate=duplicate,
+                epoch=batch.epoch,
+                seq=batch.seq,
+            )
+            for waiter in batch.waiters:
+                waiter.ack = ack
+                waiter.done.set()
+        self.settle(batch)
+
+    async def fail(self, batch: Batch, error: DurableStreamError) -> None:
+        failure = BatchFailure(
+            epoch=batch.epoch,
+            seq=batch.seq,
+            item_count=batch.item_count,
+            byte_count=len(batch.body),
+            error=error,
+        )
+        self.failed_batches += 1
+        batch.error = error
+        if not batch.close:  # a failed close is raised by close() itself
+            self.failures.append(failure)
+        for waiter in batch.waiters:
+            waiter.error = error
+            waiter.done.set()
+        self.settle(batch)
+        if self.on_error is not None:
+            try:
+                outcome = self.on_error(error, failure)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("producer %r: on_error raised", self.producer_id)
+
+    def settle(self, batch: Batch) -> None:
+        del self.unsettled[batch.id]
+        self.queued_bytes -= batch.counted_bytes
+        self.notify()
+
+    # -- waking ------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake every task waiting for a state change (each re-checks its condition)."""
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self.changed.wait()

@@ -1,0 +1,70 @@
+"""examples/event_producer.py runs against the reference server and stops cleanly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event_producer.py"
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("event_producer_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def stored_ticks(url: str) -> list[int]:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(url, params={"offset": "-1"})
+    return [event["n"] for event in json.loads(response.content)]
+
+
+async def test_the_example_stores_every_event_it_produced(stream_url: str) -> None:
+    example = load_example()
+    with anyio.fail_after(20):
+        sent = await example.run_service(stream_url, stop=anyio.Event(), max_events=300)
+    assert sent == 300
+    assert await stored_ticks(stream_url) == list(range(300))
+
+
+async def test_stopping_the_example_flushes_what_is_pending(stream_url: str) -> None:
+    example = load_example()
+    stop = anyio.Event()
+    sent = 0
+
+    async def serve() -> None:
+        nonlocal sent
+        sent = await example.run_service(stream_url, stop=stop)
+
+    async with httpx.AsyncClient() as client:
+        created = await client.put(stream_url, headers={"content-type": "application/json"})
+        assert created.status_code == 201
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(serve)
+                await _wait_for_data(client, stream_url)  # the service is producing
+                stop.set()
+    assert sent > 0
+    assert await stored_ticks(stream_url) == list(range(sent))
+
+
+async def _wait_for_data(client: httpx.AsyncClient, url: str) -> None:
+    """Long-poll from the tail until an append arrives (the server wakes us)."""
+    offset = "now"
+    while True:
+        response = await client.get(url, params={"live": "long-poll", "offset": offset})
+        if response.status_code == 200 and response.content not in (b"", b"[]"):
+            return
+        offset = response.headers["stream-next-offset"]

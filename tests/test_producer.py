@@ -1,0 +1,327 @@
+"""IdempotentProducer unit tests: option validation, request building, retry timing and
+the answers to 403/409/4xx (respx; no server, no real sleeping)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+import durable_streams._retry
+from durable_streams import (
+    BadRequestError,
+    BatchFailure,
+    DurableStreamError,
+    IdempotentProducer,
+    InvalidArgumentError,
+    ProducerError,
+    ProducerFlushError,
+    RetryPolicy,
+    ServerError,
+    StaleEpochError,
+    StreamHandle,
+)
+
+pytestmark = pytest.mark.anyio
+
+URL = "http://streams.test/v1/stream/s"
+
+Reply = Callable[[httpx.Request], httpx.Response]
+
+
+def accepted(request: httpx.Request) -> httpx.Response:
+    """What the server answers to an accepted producer append."""
+    seq = int(request.headers["producer-seq"])
+    return httpx.Response(
+        200,
+        headers={
+            "stream-next-offset": f"0000000000000000_{seq + 1:016d}",
+            "producer-epoch": request.headers["producer-epoch"],
+            "producer-seq": str(seq),
+        },
+    )
+
+
+def status(code: int, **headers: str) -> Reply:
+    return lambda request: httpx.Response(code, headers=headers, text="no")
+
+
+class Server:
+    """A scripted server: replies are taken in order, then every request is accepted."""
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.requests: list[httpx.Request] = []
+        self.script: list[Reply] = []
+        router.post(URL).mock(side_effect=self.reply)
+
+    def reply(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return (self.script.pop(0) if self.script else accepted)(request)
+
+    def tuples(self) -> list[tuple[int, int]]:
+        return [
+            (int(r.headers["producer-epoch"]), int(r.headers["producer-seq"]))
+            for r in self.requests
+        ]
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(durable_streams._retry, "_sleep", fake_sleep)
+    return recorded
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    with respx.mock(assert_all_called=False) as router:
+        yield Server(router)
+
+
+@pytest.fixture
+async def handle() -> AsyncIterator[StreamHandle]:
+    async with StreamHandle(URL, content_type="application/json") as created:
+        yield created
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"producer_id": ""}, "producer_id"),
+        ({"producer_id": 7}, "producer_id"),
+        ({"epoch": -1}, "epoch"),
+        ({"epoch": True}, "epoch"),
+        ({"epoch": 2**53}, "epoch"),
+        ({"max_batch_bytes": 0}, "max_batch_bytes"),
+        ({"max_batch_bytes": 1.5}, "max_batch_bytes"),
+        ({"max_batch_items": 0}, "max_batch_items"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"max_buffered_bytes": 0}, "max_buffered_bytes"),
+        ({"linger_ms": -1}, "linger_ms"),
+        ({"linger_ms": float("nan")}, "linger_ms"),
+        ({"linger_ms": "5"}, "linger_ms"),
+        ({"retry": {"max_attempts": 3}}, "retry"),
+        ({"on_error": "log"}, "on_error"),
+        ({"headers": {"x-token": 5}}, "x-token"),
+    ],
+)
+def test_bad_options_are_rejected_without_io(options: dict[str, Any], field: str) -> None:
+    # A sync test: construction needs no event loop and sends nothing.
+    handle = StreamHandle(URL)
+    kwargs: dict[str, Any] = {"producer_id": "p", **options}
+    producer_id = kwargs.pop("producer_id")
+    with pytest.raises(InvalidArgumentError) as raised:
+        IdempotentProducer(handle, producer_id, **kwargs)
+    assert raised.value.field == field
+    assert field in str(raised.value)
+
+
+def test_defaults_and_state_before_start() -> None:
+    producer = IdempotentProducer(StreamHandle(URL), "p", epoch=4)
+    assert (producer.epoch, producer.next_seq, producer.pending, producer.in_flight) == (4, 0, 0, 0)
+    assert producer.acked_messages == producer.retries == producer.duplicate_batches == 0
+    with pytest.raises(ProducerError, match="not started"):
+        producer.append(b"x")
+
+
+async def test_repr_hides_credentials() -> None:
+    handle = StreamHandle(URL + "?token=s3cret", headers={"authorization": "Bearer s3cret"})
+    producer = IdempotentProducer(handle, "p", headers={"authorization": "Bearer s3cret"})
+    assert "s3cret" not in repr(producer)
+    await handle.aclose()
+
+
+# -- request building ------------------------------------------------------------------------------
+
+
+async def test_requests_carry_producer_user_and_protocol_headers(server: Server) -> None:
+    calls = 0
+
+    async def token() -> str:
+        nonlocal calls
+        calls += 1
+        return f"t{calls}"
+
+    async with (
+        StreamHandle(
+            URL, content_type="application/json", headers={"x-app": "shop"}, params={"tenant": "a"}
+        ) as handle,
+        IdempotentProducer(
+            handle,
+            "svc",
+            epoch=3,
+            linger_ms=0,
+            headers={"x-token": token, "producer-seq": "999"},
+            params={"region": "eu"},
+        ) as producer,
+    ):
+        await producer.send({"n": 1})
+        await producer.send("[1,2]")
+    first, second = server.requests
+    assert first.headers["producer-id"] == "svc"
+    assert (first.headers["producer-epoch"], first.headers["producer-seq"]) == ("3", "0")
+    assert second.headers["producer-seq"] == "1"  # protocol headers win over user headers
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["x-app"] == "shop"
+    assert (first.headers["x-token"], second.headers["x-token"]) == ("t1", "t2")
+    assert first.url.params["tenant"] == "a"
+    assert first.url.params["region"] == "eu"
+    assert first.content == b'[{"n":1}]'
+    assert second.content == b"[[1,2]]"  # str is pre-serialised JSON: sent as given
+
+
+async def test_send_returns_the_ack_and_204_is_a_duplicate(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [
+        accepted,
+        status(204, **{"producer-epoch": "0", "producer-seq": "1"}),
+    ]
+    async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
+        first = await producer.send(1)
+        second = await producer.send(2)
+    assert (first.offset, first.duplicate, first.epoch, first.seq) == (
+        "0000000000000000_0000000000000001",
+        False,
+        0,
+        0,
+    )
+    assert (second.offset, second.duplicate, second.seq) == (None, True, 1)
+    assert producer.duplicate_batches == 1
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+async def test_retry_resends_the_same_tuple_and_body_after_retry_after(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    server.script = [status(503, **{"retry-after": "2"}), status(500)]
+    policy = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+    async with IdempotentProducer(handle, "p", retry=policy) as producer:
+        producer.append({"a": 1})
+        producer.append({"b": 2})
+        await producer.flush()
+        assert producer.retries == 2
+    assert server.tuples() == [(0, 0)] * 3
+    assert {r.content for r in server.requests} == {b'[{"a":1},{"b":2}]'}
+    assert slept[0] >= 2.0  # Retry-After is a floor
+    assert slept[1] <= 0.05
+
+
+async def test_a_batch_that_fails_for_good_is_reported_and_the_next_one_moves_on(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    server.script = [status(500)] * 3
+    reported: list[tuple[DurableStreamError, BatchFailure]] = []
+    policy = RetryPolicy(initial_delay=0.01, max_delay=0.01, max_attempts=3)
+    async with IdempotentProducer(
+        handle,
+        "p",
+        retry=policy,
+        on_error=lambda error, failure: reported.append((error, failure)),
+    ) as producer:
+        producer.append(1)
+        with pytest.raises(ProducerFlushError) as raised:
+            await producer.flush()
+        [failure] = raised.value.failures
+        assert isinstance(failure.error, ServerError)
+        assert (failure.epoch, failure.seq, failure.item_count) == (0, 0, 1)
+        assert reported == [(failure.error, failure)]
+        # The failed seq may or may not be stored: later batches go to a fresh epoch.
+        ack = await producer.send(2)
+        assert (ack.epoch, ack.seq) == (1, 0)
+        await producer.flush()  # failures were reported once
+    assert len(slept) == 2
+
+
+async def test_a_rejected_batch_is_not_retried(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    server.script = [status(400)]
+    async with IdempotentProducer(handle, "p") as producer:
+        with pytest.raises(BadRequestError):
+            await producer.send("not json")
+        assert producer.failed_batches == 1
+        with pytest.raises(ProducerFlushError):
+            await producer.flush()
+    assert slept == []
+    assert len(server.requests) == 1
+
+
+# -- epochs and gaps -----------------------------------------------------------------------------
+
+
+async def test_stale_epoch_without_auto_claim_is_final(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [status(403, **{"producer-epoch": "7"})]
+    async with IdempotentProducer(handle, "p") as producer:
+        with pytest.raises(StaleEpochError) as raised:
+            await producer.send(1)
+        assert raised.value.current_epoch == 7
+        with pytest.raises(StaleEpochError):
+            producer.append(2)
+        with pytest.raises(ProducerFlushError):
+            await producer.flush()
+    assert len(server.requests) == 1
+
+
+async def test_auto_claim_moves_to_the_server_epoch_plus_one(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [status(403, **{"producer-epoch": "7"})]
+    async with IdempotentProducer(handle, "p", auto_claim=True) as producer:
+        ack = await producer.send(1)
+    assert (ack.epoch, ack.seq) == (8, 0)
+    assert server.tuples() == [(0, 0), (8, 0)]
+    assert server.requests[0].content == server.requests[1].content
+
+
+async def test_a_gap_with_nothing_earlier_pending_starts_a_new_epoch(
+    server: Server, handle: StreamHandle
+) -> None:
+    gap = status(409, **{"producer-expected-seq": "0", "producer-received-seq": "1"})
+    server.script = [accepted, gap, gap]  # the server forgot the producer after seq 0
+    async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
+        await producer.send(1)
+        ack = await producer.send(2)
+        assert producer.sequence_gaps == 2
+        assert producer.failed_batches == 0
+    assert (ack.epoch, ack.seq) == (1, 0)
+    assert server.tuples() == [(0, 0), (0, 1), (0, 1), (1, 0)]
+
+
+async def test_on_error_exceptions_are_logged_not_raised(
+    server: Server, handle: StreamHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script = [status(400)]
+
+    async def broken(error: DurableStreamError, failure: BatchFailure) -> None:
+        raise RuntimeError("handler bug")
+
+    async with IdempotentProducer(handle, "p", on_error=broken) as producer:
+        producer.append(1)
+        with (
+            caplog.at_level(logging.ERROR, logger="durable_streams"),
+            pytest.raises(ProducerFlushError),
+        ):
+            await producer.flush()
+    assert "on_error raised" in caplog.text
+
+
+async def test_start_twice_is_an_error(server: Server, handle: StreamHandle) -> None:
+    async with IdempotentProducer(handle, "p") as producer:
+        with pytest.raises(ProducerError, match="already started"):
+            await producer.start()

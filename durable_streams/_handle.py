@@ -429,9 +429,17 @@ class StreamHandle:
         ``offset`` is ``"-1"`` (start), ``"now"`` (tail) or an offset you stored.
         ``live``: ``False`` reads to the tail and stops; ``"long-poll"``, ``"sse"``,
         ``True`` (long-poll) and ``"auto"`` (SSE, falling back to long-poll) keep
-        reading new data until the stream closes. ``on_error(error)`` sees each
-        retryable failure and each 401/403 and may return :class:`RetryWith`.
-        See :class:`StreamResponse` for the ways to consume the result.
+        reading new data until the stream closes. Failed requests are retried
+        from the current offset under the handle's :class:`RetryPolicy`.
+
+        ``on_error(error)`` (sync or async) is called for every failed request of
+        the session that could be retried — network errors, timeouts, 5xx, 429 —
+        and for 401/403. Return None to retry as the policy says (a 401/403 is
+        then raised), a :class:`RetryWith` to merge new headers/params into all
+        later requests and retry (at once for 401/403, at most 3 times in a row),
+        or raise to end the session with that error. Other errors (400, 404,
+        410, parse errors) are raised without calling it. See
+        :class:`StreamResponse` for the ways to consume the result.
 
         Example::
 

@@ -26,6 +26,7 @@ from ._errors import (
     NetworkError,
     ParseError,
     ServerError,
+    TransportError,
     UnauthorizedError,
     error_for_exception,
     error_for_response,
@@ -34,7 +35,7 @@ from ._errors import (
 )
 from ._retry import is_retryable
 from ._sse import decode_base64_data, iter_sse_events, parse_control, parse_json_data
-from ._transport import HeadersArg, ParamsArg, Transport, ValueSource
+from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, ValueSource
 
 __all__ = ["OnError", "ReadLoop", "RetryWith", "Unit"]
 
@@ -46,6 +47,9 @@ EARLY_SSE_LIMIT = 3
 EARLY_SSE_SECONDS = 1.0
 #: ETags of empty up-to-date reads remembered per handle (oldest dropped first).
 MAX_ETAGS = 64
+#: Least read timeout of live requests: above the 30 s long-poll wait and SSE
+#: keep-alive interval of common servers, even when the handle's timeout is short.
+LIVE_READ_TIMEOUT = DEFAULT_TIMEOUT.read or 65.0
 #: Bytes of an error response read for the error message.
 ERROR_BODY_BYTES = 4096
 
@@ -255,6 +259,7 @@ class ReadLoop:
             protocol_params=protocol_params,
             headers=self._headers,
             params=self._params,
+            timeout=self._live_timeout() if mode != "catch-up" else None,
         )
         operation = f"read ({mode})"
         response = await self.transport.send(request, operation=operation, stream=True)
@@ -286,6 +291,15 @@ class ReadLoop:
                 self.content_type = found
         return response
 
+    def _live_timeout(self) -> httpx.Timeout | None:
+        """The timeout of a live request: its read timeout outlasts the server's wait."""
+        base = self.transport.timeout or self.transport.client.timeout
+        if base.read is None or base.read >= LIVE_READ_TIMEOUT:
+            return None
+        return httpx.Timeout(
+            connect=base.connect, read=LIVE_READ_TIMEOUT, write=base.write, pool=base.pool
+        )
+
     async def _recover(self, error: DurableStreamError) -> None:
         """Decide what a failed request leads to: raise, or return to retry."""
         auth = isinstance(error, (UnauthorizedError, ForbiddenError))
@@ -310,6 +324,11 @@ class ReadLoop:
             if decision is None or self._auth_retries > MAX_AUTH_RETRIES:
                 raise error
             return  # new credentials: retry at once
+        if self.mode == p.LIVE_SSE and self.live == "auto" and isinstance(error, TransportError):
+            self._early_sse += 1
+            if self._early_sse >= EARLY_SSE_LIMIT:
+                self._fallback = True  # long-poll from now on, at once
+                return
         await self._backoff.sleep_before_retry(error, f"read {self._where}")
 
     # -- units -----------------------------------------------------------------------------------
@@ -479,7 +498,9 @@ class ReadLoop:
                         control.closed,
                     )
                     controls += 1
-                    delivered = delivered or unit.has_data
+                    if unit.has_data:
+                        delivered = True
+                        self._early_sse = 0
                     # Only data proves the connection healthy: a proxy may end it after each
                     # keep-alive, and that must not reset the backoff.
                     self._advance(unit, healthy=unit.has_data)
@@ -496,11 +517,7 @@ class ReadLoop:
             self._early_sse = 0
             self._backoff.reset()
             return  # reconnect at once
-        self._early_sse += 1
-        if self.live == "auto" and self._early_sse >= EARLY_SSE_LIMIT:
-            self._fallback = True
-            return
-        # Ending at once again and again: slow down (and give up per policy) like on errors.
+        # Ended at once: back off like after an error (auto mode counts these to fall back).
         raise NetworkError(
             f"read (sse) connection to {self._where} ended early "
             f"({controls} control events in {anyio.current_time() - started:.2f}s)",

@@ -562,3 +562,34 @@ async def test_unknown_content_type_is_learned_before_sse_at_now(
         batches = await collect(await h.stream(offset="now", live="sse"))
     assert script.requests[0].method == "HEAD"
     assert batches[0].items == [1, 2]
+
+
+async def test_auto_falls_back_after_sse_connections_fail(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    script = serve(
+        mock,
+        *[httpx.ReadError("reset by proxy") for _ in range(3)],
+        ok(offset=O1, status=204, up_to_date=True, closed=True),
+    )
+    async with handle(content_type=JSON) as h:
+        batches = await collect(await h.stream(offset="now", live="auto"))
+    assert [script.params(i)["live"] for i in range(4)] == ["sse", "sse", "sse", "long-poll"]
+    assert batches[-1].closed
+    assert len(slept) == 2
+
+
+async def test_live_requests_outlast_the_server_wait_even_with_a_short_timeout(
+    mock: respx.MockRouter,
+) -> None:
+    script = serve(
+        mock,
+        ok("[]", offset=O1, up_to_date=True),
+        ok(offset=O1, status=204, up_to_date=True, closed=True),
+    )
+    async with handle(timeout=2.0) as h:
+        await collect(await h.stream(live="long-poll"))
+    catch_up, live = (r.extensions["timeout"] for r in script.requests)
+    assert catch_up["read"] == 2.0
+    assert live["read"] == 65.0
+    assert live["connect"] == 2.0

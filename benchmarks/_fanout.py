@@ -19,7 +19,14 @@ import anyio
 from durable_streams import StreamHandle
 
 from ._harness import JSON_TYPE, Bench, Row, check_status, open_sockets, raw_client
-from ._live import create_stream, live_rows, message, raw_long_poll, require_reads, sdk_live
+from ._live import (
+    SDK_MODES,
+    create_stream,
+    live_rows,
+    message,
+    raw_long_poll,
+    sdk_live,
+)
 
 #: Pause between appends, so the readers' next live requests are in flight again.
 PACE_SECONDS = 0.3
@@ -76,7 +83,7 @@ async def _one_run(bench: Bench, variant: str, readers: int, appends: int) -> Ou
                 if variant == "raw long-poll":
                     await raw_long_poll(client, url, tail, receipts.record)
                 else:
-                    await sdk_live(handle, variant.split()[-1], tail, receipts.record)
+                    await sdk_live(handle, SDK_MODES[variant], tail, receipts.record)
             except Exception as error:  # counted and reported, the others go on
                 outcome.errors.append(repr(error)[:200])
 
@@ -113,7 +120,6 @@ async def _one_run(bench: Bench, variant: str, readers: int, appends: int) -> Ou
 
 async def fanout(bench: Bench) -> list[Row]:
     """7. Time for one append to reach N concurrent live readers: p50/p99."""
-    require_reads()
     sizes = bench.sizes
     readers = sizes.fanout_readers
     variants = ["sdk long-poll", "sdk sse", "raw long-poll"]

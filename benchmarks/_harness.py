@@ -30,18 +30,6 @@ JSON_TYPE = "application/json"
 BYTES_TYPE = "application/octet-stream"
 
 
-class Unavailable(Exception):
-    """The SDK feature a scenario needs has not landed yet."""
-
-
-def sdk_feature(name: str) -> Any:
-    """``durable_streams.<name>``, or :class:`Unavailable` while it is not built yet."""
-    value = getattr(durable_streams, name, None)
-    if value is None:
-        raise Unavailable(f"durable_streams.{name} is not available yet")
-    return value
-
-
 @dataclass(frozen=True)
 class Sizes:
     """How much work each scenario does; ``--quick`` shrinks all of it."""

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 import anyio
 import httpx
 
-from durable_streams import StreamHandle
+from durable_streams import LiveMode, StreamHandle
 
-from ._harness import JSON_TYPE, Bench, Row, Unavailable, check_status, percentile, raw_client
+from ._harness import JSON_TYPE, Bench, Row, check_status, percentile, raw_client
 from ._reads import read_url
 
 #: Pause between appends; lets a long-poll reader re-arm its request.
@@ -69,17 +69,16 @@ async def raw_long_poll(
             return
 
 
-async def sdk_live(handle: StreamHandle, live: str, offset: str, on_items: OnItems) -> None:
+#: The SDK variants of the live scenarios and the ``live=`` mode each one reads with.
+SDK_MODES: dict[str, LiveMode] = {"sdk long-poll": "long-poll", "sdk sse": "sse"}
+
+
+async def sdk_live(handle: StreamHandle, live: LiveMode, offset: str, on_items: OnItems) -> None:
     """SDK live reader from ``offset``, handing each batch's items over."""
-    async with handle.stream(offset=offset, live=live) as response:  # type: ignore[attr-defined]
+    async with handle.stream(offset=offset, live=live) as response:
         async for batch in response:
             if batch.data:
                 on_items(batch.items)
-
-
-def require_reads() -> None:
-    if not hasattr(StreamHandle, "stream"):
-        raise Unavailable("StreamHandle.stream is not available yet")
 
 
 async def create_stream(writer: httpx.AsyncClient, url: str) -> str:
@@ -105,7 +104,7 @@ async def _one_run(bench: Bench, variant: str, samples: int) -> list[float]:
             if variant == "raw long-poll":
                 group.start_soon(raw_long_poll, reader_client, url, tail, receipts.record)
             else:
-                group.start_soon(sdk_live, handle, variant.split()[-1], tail, receipts.record)
+                group.start_soon(sdk_live, handle, SDK_MODES[variant], tail, receipts.record)
             for key in range(WARMUP_APPENDS + samples):
                 await anyio.sleep(PACE_SECONDS)
                 arrived = receipts.expect(key)
@@ -129,7 +128,6 @@ async def _one_run(bench: Bench, variant: str, samples: int) -> list[float]:
 
 async def tail_latency(bench: Bench) -> list[Row]:
     """5. Append -> receipt latency: SDK long-poll and SSE against a raw long-poll loop."""
-    require_reads()
     sizes = bench.sizes
     variants = ["sdk long-poll", "sdk sse", "raw long-poll"]
     found: dict[str, list[float]] = {name: [] for name in variants}

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 
-from durable_streams import StreamHandle
+from durable_streams import IdempotentProducer, StreamHandle
 
 from ._harness import (
     JSON_TYPE,
@@ -29,7 +29,6 @@ from ._harness import (
     check_status,
     median,
     raw_client,
-    sdk_feature,
 )
 from ._reads import BATCH_BYTES, batches, make_messages, raw_read_json
 
@@ -52,7 +51,6 @@ async def _verify(client: httpx.AsyncClient, url: str, count: int) -> None:
 
 
 async def producer_throughput(bench: Bench) -> list[Row]:
-    producer_type = sdk_feature("IdempotentProducer")
     sizes = bench.sizes
     count = sizes.producer_messages
     messages = make_messages(count)
@@ -70,7 +68,7 @@ async def producer_throughput(bench: Bench) -> list[Row]:
             url = await fresh_stream("producer-sdk")
             async with StreamHandle(url, content_type=JSON_TYPE) as handle:
                 start = time.perf_counter()
-                async with producer_type(handle, PRODUCER_ID) as producer:
+                async with IdempotentProducer(handle, PRODUCER_ID) as producer:
                     for item in items:
                         producer.append(item)
                     await producer.flush()

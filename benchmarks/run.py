@@ -33,7 +33,6 @@ from benchmarks._harness import (
     QUICK,
     Bench,
     Row,
-    Unavailable,
     format_facts,
     format_table,
     machine_facts,
@@ -84,10 +83,6 @@ async def run_scenarios(bench: Bench, names: list[str]) -> tuple[list[Row], list
         started = time.perf_counter()
         try:
             found = await scenario(bench)
-        except Unavailable as missing:
-            rows.append(Row(title, "-", "", None, None, note=f"skipped: {missing}"))
-            failures.append(f"{name}: {missing}")
-            continue
         except Exception as error:  # a benchmark failure is reported, the others still run
             traceback.print_exc()
             rows.append(Row(title, "-", "", None, None, note=f"FAILED: {error!r}"[:200]))

@@ -16,6 +16,7 @@ from durable_streams import (
     BadRequestError,
     BatchFailure,
     DurableStreamError,
+    EmptyAppendError,
     IdempotentProducer,
     InvalidArgumentError,
     ProducerError,
@@ -140,6 +141,25 @@ async def test_repr_hides_credentials() -> None:
     producer = IdempotentProducer(handle, "p", headers={"authorization": "Bearer s3cret"})
     assert "s3cret" not in repr(producer)
     await handle.aclose()
+
+
+async def test_encoding_errors_surface_at_append_and_close(
+    server: Server, handle: StreamHandle
+) -> None:
+    text_handle = StreamHandle(URL, content_type="text/plain")
+    async with text_handle, IdempotentProducer(text_handle, "p") as producer:
+        with pytest.raises(InvalidArgumentError):
+            producer.append({"a": 1})  # byte streams take bytes or str
+        with pytest.raises(EmptyAppendError):
+            producer.append(b"")
+        with pytest.raises(EmptyAppendError):
+            await producer.send("")
+    async with IdempotentProducer(handle, "p") as producer:
+        with pytest.raises(InvalidArgumentError):
+            producer.append(object())  # not JSON-serialisable
+        with pytest.raises(InvalidArgumentError):
+            await producer.close(final=object())
+    assert server.requests == []
 
 
 # -- request building ------------------------------------------------------------------------------

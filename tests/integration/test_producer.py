@@ -135,6 +135,29 @@ async def test_pipelined_batches_resolve_sequence_gaps(
     assert await read_json(json_handle.url) == list(range(30))
 
 
+async def test_a_rejected_batch_fails_alone_and_later_ones_land_in_order(
+    json_handle: StreamHandle,
+) -> None:
+    async with IdempotentProducer(
+        json_handle, "p", max_in_flight=3, max_batch_items=1, linger_ms=10_000
+    ) as producer:
+        await producer.send(0)
+        for n in range(1, 5):
+            producer.append(n)
+        producer.append("{not json")  # pre-serialised text is sent as given: the server says 400
+        for n in range(5, 10):
+            producer.append(n)
+        with pytest.raises(ProducerFlushError) as raised:
+            await producer.flush()
+        [failure] = raised.value.failures
+        assert failure.error.status == 400
+        assert failure.item_count == 1
+        # The batches behind the hole moved to a new epoch instead of failing.
+        assert producer.epoch == 1
+        assert producer.acked_messages == 10
+    assert await read_json(json_handle.url) == list(range(10))
+
+
 # -- epochs -----------------------------------------------------------------------------------
 
 

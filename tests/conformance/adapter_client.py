@@ -10,6 +10,7 @@ answer to the next command.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -19,8 +20,12 @@ from typing import IO, Any
 
 from .cases import REPO_ROOT
 
-DEFAULT_ADAPTER = (REPO_ROOT / "conformance" / "run-adapter",)
-COMMAND_TIMEOUT = 30.0
+#: The adapter command: ``$DURABLE_STREAMS_CONFORMANCE_ADAPTER`` (split on spaces) or ours.
+DEFAULT_ADAPTER: tuple[str, ...] = tuple(
+    os.environ.get("DURABLE_STREAMS_CONFORMANCE_ADAPTER", "").split()
+    or [str(REPO_ROOT / "conformance" / "run-adapter")]
+)
+COMMAND_TIMEOUT = float(os.environ.get("DURABLE_STREAMS_CONFORMANCE_TIMEOUT", "30"))
 BENCHMARK_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 5.0
 

@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -641,4 +642,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, backend="asyncio")
+    # asyncio by default; DURABLE_STREAMS_ADAPTER_BACKEND=trio runs the same session on trio.
+    anyio.run(main, backend=os.environ.get("DURABLE_STREAMS_ADAPTER_BACKEND", "asyncio"))

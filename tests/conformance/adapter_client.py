@@ -37,8 +37,11 @@ class AdapterError(RuntimeError):
 class AdapterClient:
     """A running adapter process (started by :meth:`start`, stopped by :meth:`stop`)."""
 
-    def __init__(self, command: Sequence[str | Path] = DEFAULT_ADAPTER) -> None:
+    def __init__(
+        self, command: Sequence[str | Path] = DEFAULT_ADAPTER, env: dict[str, str] | None = None
+    ) -> None:
         self.command = [str(part) for part in command]
+        self.env = {**os.environ, **env} if env else None
         self.server_url: str | None = None
         self.features: dict[str, Any] = {}
         self.init_reply: dict[str, Any] = {}
@@ -65,7 +68,7 @@ class AdapterClient:
         self._replies = queue.Queue()
         self._outstanding = 0
         process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/"
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", env=self.env
         )
         self._process = process
         assert process.stdout is not None

@@ -6,6 +6,7 @@ lines, ASCII-escaped replies, every benchmark op, a clean shutdown).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -179,3 +180,27 @@ def test_dynamic_values_are_evaluated_once_per_command(adapter: AdapterClient) -
     reply = ok(adapter, {"type": "append", "path": path, "data": "y"})
     assert "headersSent" not in reply
     assert "paramsSent" not in reply
+
+
+def test_a_session_on_trio(conformance_server: ReferenceServer) -> None:
+    client = AdapterClient(env={"DURABLE_STREAMS_ADAPTER_BACKEND": "trio"})
+    client.start(conformance_server.url)
+    try:
+        path = new_path()
+        ok(client, {"type": "create", "path": path, "contentType": "application/json"})
+        ok(client, {"type": "append", "path": path, "data": '{"n":1}'})
+        ack = ok(
+            client, {"type": "idempotent-append", "path": path, "producerId": "p", "data": "2"}
+        )
+        assert ack["duplicate"] is False
+        for live in ("long-poll", "sse"):
+            read = {"type": "read", "path": path, "live": live, "waitForUpToDate": True}
+            reply = ok(client, read)
+            items = [item for chunk in reply["chunks"] for item in json.loads(chunk["data"])]
+            assert items == [{"n": 1}, 2]
+            assert reply["upToDate"] is True
+        ok(client, {"type": "idempotent-close", "path": path, "producerId": "p"})
+        head = ok(client, {"type": "head", "path": path})
+        assert head["streamClosed"] is True
+    finally:
+        assert client.stop() == 0

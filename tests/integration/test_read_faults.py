@@ -300,9 +300,11 @@ async def test_sse_reconnects_after_the_server_ends_the_connection(
             await writer.close()
 
         with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg, reader.stream(live="sse") as res:
+            async with anyio.create_task_group() as tg:
+                # The writer runs while the first request waits (awaiting stream() sends it).
                 tg.start_soon(write)
-                batches = [batch async for batch in res]
+                async with reader.stream(live="sse") as res:
+                    batches = [batch async for batch in res]
     assert items_of(batches) == [{"n": 0}, {"n": 1}, {"n": 2}]
     sse = [r for r in meddling.requests if r.url.params.get("live") == "sse"]
     # Every reconnect resumes at the previous connection's last control offset, with its cursor.
@@ -328,9 +330,11 @@ async def test_auto_mode_falls_back_to_long_poll_behind_a_buffering_proxy(
             await writer.close()
 
         with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg, reader.stream(live="auto") as res:
+            async with anyio.create_task_group() as tg:
+                # The writer runs while the first request waits (awaiting stream() sends it).
                 tg.start_soon(write)
-                batches = [batch async for batch in res]
+                async with reader.stream(live="auto") as res:
+                    batches = [batch async for batch in res]
     assert items_of(batches) == [{"n": 0}, {"n": 1}]
     assert res.closed
     lives = meddling.lives()
@@ -354,9 +358,11 @@ async def test_close_while_a_reader_waits_is_eof(
             await writer.close()
 
         with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg, reader.stream(live=live) as res:
+            async with anyio.create_task_group() as tg:
+                # The writer runs while the first request waits (awaiting stream() sends it).
                 tg.start_soon(close_when_waiting)
-                batches = [batch async for batch in res]
+                async with reader.stream(live=live) as res:
+                    batches = [batch async for batch in res]
     assert b"".join(b.data for b in batches) == b"abc"
     assert [(b.up_to_date, b.closed) for b in batches] == [(True, False), (True, True)]
 

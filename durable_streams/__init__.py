@@ -56,7 +56,7 @@ from ._models import (
     CreateResult,
     StreamInfo,
 )
-from ._producer import IdempotentProducer, ProducerAck, ProducerOnError
+from ._producer import IdempotentProducer, ProducerAck, ProducerOnError, ProducerStats
 from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
 from ._response import Batch, StreamRequest, StreamResponse
 from ._retry import RetryPolicy
@@ -98,6 +98,7 @@ __all__ = [
     "ProducerError",
     "ProducerFlushError",
     "ProducerOnError",
+    "ProducerStats",
     "ProducerSequenceGapError",
     "RateLimitedError",
     "RequestTimeoutError",

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 import anyio
 import httpx
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict
 
 from . import _protocol as p
 from . import _retry
@@ -43,38 +42,17 @@ from ._errors import (
     StreamClosedError,
     error_for_response,
 )
-from ._models import BatchFailure
+from ._models import BatchFailure, ProducerAck, ProducerStats
 from ._retry import RetryPolicy, is_retryable
 from ._transport import HeadersArg, ParamsArg, Transport
 
-__all__ = ["Batch", "Batcher", "ProducerAck", "ProducerOnError", "Waiter"]
+__all__ = ["Batch", "Batcher", "ProducerOnError", "Waiter"]
 
 logger = logging.getLogger("durable_streams")
 
 ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
 """``on_error(error, failure)``: called once for every batch that failed for good
 (sync or async; an exception it raises is logged and ignored)."""
-
-
-class ProducerAck(BaseModel):
-    """Acknowledgement of one item sent with :meth:`IdempotentProducer.send`.
-
-    ``offset`` is the stream's tail after the batch holding the item (None when
-    the server answered 204 = duplicate, which carries no offset); ``epoch`` and
-    ``seq`` are the producer tuple the batch was stored under.
-
-    Example::
-
-        ack = await producer.send(b"event")
-        print(ack.offset, ack.duplicate, ack.epoch, ack.seq)
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    offset: str | None = None
-    duplicate: bool = False
-    epoch: int
-    seq: int
 
 
 class Waiter:
@@ -165,6 +143,7 @@ class Batcher:
         self.queued_bytes = 0  # bodies of cut, unsettled batches (max_buffered_bytes)
         self.changed: anyio.Event  # created in begin(): events need a running event loop
         self.stopped = False  # the sender may exit once everything is settled
+        self.abandoned: DurableStreamError | None = None  # cancelled: nothing will settle
 
         self.epoch = epoch
         self.next_seq = 0
@@ -182,6 +161,18 @@ class Batcher:
         self.failed_batches = 0
         self.retries = 0
         self.sequence_gaps = 0
+        self.epoch_changes = 0
+
+    def stats(self) -> ProducerStats:
+        return ProducerStats(
+            acked_messages=self.acked_messages,
+            acked_batches=self.acked_batches,
+            duplicate_batches=self.duplicate_batches,
+            failed_batches=self.failed_batches,
+            retries=self.retries,
+            sequence_gaps=self.sequence_gaps,
+            epoch_changes=self.epoch_changes,
+        )
 
     def begin(self, content_type: str) -> None:
         """Get ready to take items for a stream of this content type."""
@@ -299,6 +290,7 @@ class Batcher:
                 len(self.requeued),
             )
             self.epoch = new_epoch
+            self.epoch_changes += 1
             self.next_seq = 0
             self.epoch_confirmed = False
         self.queue.extendleft(sorted(self.requeued, key=lambda b: b.id, reverse=True))
@@ -462,4 +454,16 @@ class Batcher:
 
     async def wait_for(self, condition: Callable[[], bool]) -> None:
         while not condition():
+            if self.abandoned is not None:
+                raise self.abandoned
             await self.changed.wait()
+
+    def abandon(self, error: DurableStreamError) -> None:
+        """The producer was cancelled: fail every wait on a batch that will never settle."""
+        self.abandoned = error
+        self.fatal = self.fatal or error
+        waiters = [w for batch in self.unsettled.values() for w in batch.waiters]
+        for waiter in waiters + self.open_waiters:
+            waiter.error = error
+            waiter.done.set()
+        self.notify()

@@ -17,6 +17,8 @@ __all__ = [
     "CloseResult",
     "ControlEvent",
     "CreateResult",
+    "ProducerAck",
+    "ProducerStats",
     "StreamInfo",
 ]
 
@@ -97,3 +99,41 @@ class BatchFailure:
     item_count: int
     byte_count: int
     error: DurableStreamError
+
+
+class ProducerAck(_Result):
+    """Acknowledgement of one item sent with :meth:`IdempotentProducer.send`.
+
+    ``offset`` is the stream's tail after the batch holding the item (None when
+    the server answered 204 = duplicate, which carries no offset); ``epoch`` and
+    ``seq`` are the producer tuple the batch was stored under.
+
+    Example::
+
+        ack = await producer.send(b"event")
+        print(ack.offset, ack.duplicate, ack.epoch, ack.seq)
+    """
+
+    offset: str | None = None
+    duplicate: bool = False
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class ProducerStats:
+    """A snapshot of a producer's counters since it was created.
+
+    Example::
+
+        stats = producer.stats
+        print(stats.acked_messages, stats.duplicate_batches, stats.retries)
+    """
+
+    acked_messages: int  #: items acknowledged (duplicates included)
+    acked_batches: int  #: batches acknowledged (duplicates included)
+    duplicate_batches: int  #: batches answered 204: already stored (a lost success, retried)
+    failed_batches: int  #: batches that failed for good
+    retries: int  #: requests sent again after a network error, timeout, 5xx or 429
+    sequence_gaps: int  #: 409 gap answers absorbed (a later batch overtook an earlier one)
+    epoch_changes: int  #: moves to a new epoch (auto-claim, recovery, restart)

@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
-from ._batcher import Batcher, ProducerAck, ProducerOnError, Waiter
+from ._batcher import Batcher, ProducerOnError, Waiter
 from ._codec import encode_item, join_items
 from ._errors import (
     EmptyAppendError,
@@ -28,11 +28,11 @@ from ._errors import (
     redact_url,
 )
 from ._handle import StreamHandle
-from ._models import CloseResult
+from ._models import CloseResult, ProducerAck, ProducerStats
 from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, _Values
 
-__all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError"]
+__all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError", "ProducerStats"]
 
 logger = logging.getLogger("durable_streams")
 
@@ -46,22 +46,35 @@ _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
 class IdempotentProducer:
     """Fire-and-forget writer with batching, pipelining and exactly-once retries.
 
-    ``append()`` never blocks: it raises :class:`ProducerBufferFullError` when
-    ``max_buffered_bytes`` of items are waiting, while ``await send(...)`` and
-    ``await wait_for_capacity()`` wait for room instead. ``flush()`` waits until
-    everything appended so far is acknowledged and raises
-    :class:`ProducerFlushError` listing the batches that failed since the last
-    flush. Leaving ``async with`` flushes and stops (without closing the
-    stream); a cancelled producer stops at once.
+    A batch is sent when it reaches ``max_batch_bytes`` or ``max_batch_items``,
+    or ``linger_ms`` after its first item; one item larger than
+    ``max_batch_bytes`` goes alone. Up to ``max_in_flight`` batches are in
+    flight, each with its own ``Producer-Seq``. Network errors, timeouts, 5xx
+    and 429 are retried with the same ``(producer id, epoch, seq)`` and bytes
+    under ``retry`` (the handle's policy by default; ``Retry-After`` honoured).
 
-    Items follow :meth:`StreamHandle.append`: on JSON streams ``str``/``bytes``
-    are serialised JSON sent as given and other values are serialised once, at
-    ``append`` time; on other streams items are ``bytes`` or ``str``.
+    Backpressure: ``append()`` never waits; it raises
+    :class:`ProducerBufferFullError` once ``max_buffered_bytes`` of unacknowledged
+    data are held. ``await send(...)`` and ``await wait_for_capacity()`` wait
+    for room instead.
 
-    ``epoch`` must go up whenever a new process takes over the producer id
-    (``auto_claim=True`` does this on a 403): the server drops batches whose
-    ``(epoch, seq)`` it has already seen, so a restarted process reusing an epoch
-    would have its first batches discarded as duplicates.
+    Failures: a batch that fails for good (a non-retryable status, or retries
+    exhausted) is passed to ``on_error(error, failure)`` and listed by the
+    :class:`ProducerFlushError` of the next ``flush()``/``close()``/exit; the
+    batches behind it continue in the next epoch. A 403 raises
+    :class:`StaleEpochError` for this and every later batch unless
+    ``auto_claim=True``, which moves to the server's epoch + 1. A closed stream
+    fails this and every later batch with :class:`StreamClosedError`.
+
+    Lifecycle: leaving ``async with`` flushes and stops without closing the
+    stream, also when the block raised. Cancelling it stops at once: items not
+    yet acknowledged are dropped (waiting ``send()``/``flush()`` calls raise
+    :class:`ProducerClosedError`).
+
+    Items follow :meth:`StreamHandle.append` (on JSON streams ``str``/``bytes``
+    are serialised JSON, sent as given; other values are serialised at append).
+    Give each new process a higher ``epoch`` (or ``auto_claim=True``): the
+    server drops batches whose ``(epoch, seq)`` it has already seen.
 
     Example::
 
@@ -100,10 +113,12 @@ class IdempotentProducer:
         _check_int("epoch", epoch, minimum=0)
         if epoch > p.MAX_SAFE_INTEGER:
             raise InvalidArgumentError("epoch must be at most 2**53 - 1", field="epoch")
-        if isinstance(linger_ms, bool) or not isinstance(linger_ms, (int, float)):
-            raise InvalidArgumentError("linger_ms must be a number", field="linger_ms")
-        if not 0 <= linger_ms < float("inf"):
-            raise InvalidArgumentError("linger_ms must be >= 0 and finite", field="linger_ms")
+        if (
+            isinstance(linger_ms, bool)
+            or not isinstance(linger_ms, (int, float))
+            or not (0 <= linger_ms < float("inf"))
+        ):
+            raise InvalidArgumentError("linger_ms must be a finite number >= 0", field="linger_ms")
         _check_int("max_batch_bytes", max_batch_bytes, minimum=1)
         if max_batch_items is not None:
             _check_int("max_batch_items", max_batch_items, minimum=1)
@@ -161,7 +176,7 @@ class IdempotentProducer:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes of the pending items (at most ``max_buffered_bytes``)."""
+        """Request-body bytes of the pending items (at most ``max_buffered_bytes``)."""
         return self._batcher.buffered_bytes
 
     @property
@@ -170,34 +185,9 @@ class IdempotentProducer:
         return len(self._batcher.in_flight)
 
     @property
-    def acked_messages(self) -> int:
-        """Items acknowledged by the server (duplicates included)."""
-        return self._batcher.acked_messages
-
-    @property
-    def acked_batches(self) -> int:
-        """Batches acknowledged by the server (duplicates included)."""
-        return self._batcher.acked_batches
-
-    @property
-    def duplicate_batches(self) -> int:
-        """Batches answered 204: the server already had them (a retry of a lost success)."""
-        return self._batcher.duplicate_batches
-
-    @property
-    def failed_batches(self) -> int:
-        """Batches that failed for good."""
-        return self._batcher.failed_batches
-
-    @property
-    def retries(self) -> int:
-        """Requests sent again after a retryable failure (network error, timeout, 5xx, 429)."""
-        return self._batcher.retries
-
-    @property
-    def sequence_gaps(self) -> int:
-        """409 sequence-gap answers absorbed (a later batch overtook an earlier one)."""
-        return self._batcher.sequence_gaps
+    def stats(self) -> ProducerStats:
+        """Counters: acknowledged messages and batches, duplicates, failures, retries, gaps."""
+        return self._batcher.stats()
 
     def __repr__(self) -> str:
         return (
@@ -273,13 +263,8 @@ class IdempotentProducer:
 
             await producer.detach()
         """
-        if self._state == _STOPPED:
-            return
-        try:
+        if self._state != _STOPPED:
             await self._finish()
-        finally:
-            if self._exit_on_stop:
-                await self._leave_task_group()
 
     async def aclose(self) -> None:
         """Same as :meth:`detach`."""
@@ -305,11 +290,7 @@ class IdempotentProducer:
         body = b""
         if final is not _MISSING:
             body = join_items([encode_item(final, json_mode=json_mode)], json_mode=json_mode)
-        try:
-            result = await self._finish(close_body=body)
-        finally:
-            if self._exit_on_stop:
-                await self._leave_task_group()
+        result = await self._finish(close_body=body)
         assert result is not None
         return result
 
@@ -351,6 +332,8 @@ class IdempotentProducer:
                 )
         finally:
             self._stop_sender()
+            if self._exit_on_stop:  # started by start(): nobody else leaves the task group
+                await self._leave_task_group()
         return self._close_result
 
     def _stop_sender(self) -> None:
@@ -361,7 +344,15 @@ class IdempotentProducer:
     async def _abort(self) -> None:
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
-        await self._leave_task_group()
+        try:
+            await self._leave_task_group()
+        finally:
+            unsent = self._batcher.pending
+            self._batcher.abandon(
+                ProducerClosedError(
+                    f"the producer was cancelled with {unsent} item(s) not acknowledged"
+                )
+            )
 
     async def _leave_task_group(self) -> None:
         task_group, self._task_group = self._task_group, None

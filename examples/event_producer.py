@@ -49,13 +49,12 @@ async def run_service(url: str, *, stop: anyio.Event, max_events: int | None = N
                 producer.append({"type": "tick", "n": sent, "at": time.time()})
                 sent += 1
                 if sent % 1000 == 0:
-                    print(f"produced {sent}, acknowledged {producer.acked_messages}")
+                    print(f"produced {sent}, acknowledged {producer.stats.acked_messages}")
                 await anyio.sleep(TICK_SECONDS)
             print(f"stopping: flushing {producer.pending} pending event(s)")
         # Leaving the block flushed: everything produced is acknowledged here.
-        print(
-            f"done: {sent} events, {producer.acked_messages} acknowledged, epoch {producer.epoch}"
-        )
+        acked = producer.stats.acked_messages
+        print(f"done: {sent} events, {acked} acknowledged, epoch {producer.epoch}")
         return sent
 
 

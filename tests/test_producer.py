@@ -21,6 +21,7 @@ from durable_streams import (
     InvalidArgumentError,
     ProducerError,
     ProducerFlushError,
+    ProducerStats,
     RetryPolicy,
     ServerError,
     StaleEpochError,
@@ -131,7 +132,7 @@ def test_bad_options_are_rejected_without_io(options: dict[str, Any], field: str
 def test_defaults_and_state_before_start() -> None:
     producer = IdempotentProducer(StreamHandle(URL), "p", epoch=4)
     assert (producer.epoch, producer.next_seq, producer.pending, producer.in_flight) == (4, 0, 0, 0)
-    assert producer.acked_messages == producer.retries == producer.duplicate_batches == 0
+    assert producer.stats == ProducerStats(0, 0, 0, 0, 0, 0, 0)
     with pytest.raises(ProducerError, match="not started"):
         producer.append(b"x")
 
@@ -218,7 +219,7 @@ async def test_send_returns_the_ack_and_204_is_a_duplicate(
         0,
     )
     assert (second.offset, second.duplicate, second.seq) == (None, True, 1)
-    assert producer.duplicate_batches == 1
+    assert producer.stats.duplicate_batches == 1
 
 
 # -- retries -------------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ async def test_retry_resends_the_same_tuple_and_body_after_retry_after(
         producer.append({"a": 1})
         producer.append({"b": 2})
         await producer.flush()
-        assert producer.retries == 2
+        assert producer.stats.retries == 2
     assert server.tuples() == [(0, 0)] * 3
     assert {r.content for r in server.requests} == {b'[{"a":1},{"b":2}]'}
     assert slept[0] >= 2.0  # Retry-After is a floor
@@ -273,7 +274,7 @@ async def test_a_rejected_batch_is_not_retried(
     async with IdempotentProducer(handle, "p") as producer:
         with pytest.raises(BadRequestError):
             await producer.send("not json")
-        assert producer.failed_batches == 1
+        assert producer.stats.failed_batches == 1
         with pytest.raises(ProducerFlushError):
             await producer.flush()
     assert slept == []
@@ -317,8 +318,8 @@ async def test_a_gap_with_nothing_earlier_pending_starts_a_new_epoch(
     async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
         await producer.send(1)
         ack = await producer.send(2)
-        assert producer.sequence_gaps == 2
-        assert producer.failed_batches == 0
+        assert producer.stats.sequence_gaps == 2
+        assert producer.stats.failed_batches == 0
     assert (ack.epoch, ack.seq) == (1, 0)
     assert server.tuples() == [(0, 0), (0, 1), (0, 1), (1, 0)]
 

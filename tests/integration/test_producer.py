@@ -72,9 +72,9 @@ async def test_batches_are_cut_at_max_batch_bytes(handle: StreamHandle) -> None:
             producer.append(item)
         await producer.flush()
         # 10 + 10 items reach the limit; flush cuts the last 5.
-        assert producer.acked_batches == 3
+        assert producer.stats.acked_batches == 3
         assert producer.next_seq == 3
-        assert producer.acked_messages == 25
+        assert producer.stats.acked_messages == 25
     data, closed = await read_stream(handle.url)
     assert data == b"".join(items)
     assert not closed
@@ -87,7 +87,7 @@ async def test_batches_are_cut_at_max_batch_items(json_handle: StreamHandle) -> 
         for n in range(10):
             producer.append({"n": n})
         await producer.flush()
-        assert producer.acked_batches == 3
+        assert producer.stats.acked_batches == 3
     assert await read_json(json_handle.url) == [{"n": n} for n in range(10)]
 
 
@@ -98,7 +98,7 @@ async def test_linger_sends_a_batch_without_flush(handle: StreamHandle) -> None:
         with anyio.fail_after(5):
             ack = await producer.send(b"c")  # nobody flushes: the linger timer sends it
         assert (ack.epoch, ack.seq, ack.duplicate) == (0, 0, False)
-        assert producer.acked_batches == 1
+        assert producer.stats.acked_batches == 1
         assert producer.pending == 0
     assert (await read_stream(handle.url))[0] == b"abc"
 
@@ -109,7 +109,7 @@ async def test_an_item_larger_than_max_batch_bytes_goes_alone(handle: StreamHand
         producer.append(b"L" * 50)
         producer.append(b"tail")
         await producer.flush()
-        assert producer.acked_batches == 3
+        assert producer.stats.acked_batches == 3
     assert (await read_stream(handle.url))[0] == b"small" + b"L" * 50 + b"tail"
 
 
@@ -129,8 +129,8 @@ async def test_pipelined_batches_resolve_sequence_gaps(
             producer.append(n)
         with anyio.fail_after(20):
             await producer.flush()
-        assert producer.sequence_gaps > 0
-        assert producer.acked_batches == 30
+        assert producer.stats.sequence_gaps > 0
+        assert producer.stats.acked_batches == 30
         assert producer.epoch == 0
     assert await read_json(json_handle.url) == list(range(30))
 
@@ -154,7 +154,7 @@ async def test_a_rejected_batch_fails_alone_and_later_ones_land_in_order(
         assert failure.item_count == 1
         # The batches behind the hole moved to a new epoch instead of failing.
         assert producer.epoch == 1
-        assert producer.acked_messages == 10
+        assert producer.stats.acked_messages == 10
     assert await read_json(json_handle.url) == list(range(10))
 
 
@@ -289,7 +289,7 @@ async def test_a_closed_stream_fails_every_later_batch(handle: StreamHandle) -> 
     failures = raised.value.failures
     assert sum(f.item_count for f in failures) == 3
     assert all(isinstance(f.error, StreamClosedError) for f in failures)
-    assert producer.acked_messages == 0
+    assert producer.stats.acked_messages == 0
     with pytest.raises(StreamClosedError):
         producer.append(b"d")
     await producer.detach()
@@ -327,7 +327,7 @@ async def test_json_items_models_and_preserialised_text(json_handle: StreamHandl
         producer.append([1, 2])  # a list is one message
         producer.append(None)
         await producer.flush()
-        assert producer.acked_batches == 1
+        assert producer.stats.acked_batches == 1
     assert await read_json(json_handle.url) == [
         {"kind": "model", "n": 1},
         {"kind": "text"},
@@ -352,6 +352,40 @@ async def test_cancellation_stops_the_producer_cleanly(
         producer.append(b"x")
     faults.clear_faults()
     assert (await handle.head()).content_type == BYTES
+
+
+async def test_cancelling_the_producer_wakes_its_waiters(
+    handle: StreamHandle, faults: ReferenceServer
+) -> None:
+    faults.inject_fault(handle.url, method="POST", delayMs=5000, count=1)
+    producer = IdempotentProducer(handle, "p", linger_ms=0)
+    scope = anyio.CancelScope()
+    running = anyio.Event()
+    errors: list[Exception] = []
+
+    async def run_producer() -> None:
+        with scope:
+            async with producer:
+                running.set()
+                await anyio.sleep_forever()
+
+    async def send_one() -> None:
+        try:
+            await producer.send(b"never acknowledged")
+        except ProducerClosedError as error:
+            errors.append(error)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run_producer)
+            await running.wait()
+            tasks.start_soon(send_one)
+            await anyio.wait_all_tasks_blocked()  # the send is waiting for its ack
+            scope.cancel()
+        with pytest.raises(ProducerClosedError, match="cancelled"):
+            await producer.flush()  # raises instead of waiting forever
+    assert len(errors) == 1
+    assert "not acknowledged" in str(errors[0])
 
 
 async def test_leaving_the_block_with_an_error_still_flushes(handle: StreamHandle) -> None:

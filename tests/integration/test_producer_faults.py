@@ -142,8 +142,8 @@ async def _produce(
                 await producer.flush()
             faults.clear_faults()
             proxy.lose = 0.0
-        assert producer.acked_messages == MESSAGES
-        assert producer.failed_batches == 0
-        assert producer.retries > 0
-        assert producer.duplicate_batches > 0  # lost responses were retried
+        assert producer.stats.acked_messages == MESSAGES
+        assert producer.stats.failed_batches == 0
+        assert producer.stats.retries > 0
+        assert producer.stats.duplicate_batches > 0  # lost responses were retried
         assert producer.epoch == 0

@@ -181,11 +181,6 @@ class ReadLoop:
     def json_mode(self) -> bool:
         return p.is_json(self.content_type)
 
-    @property
-    def fell_back(self) -> bool:
-        """Whether auto mode switched from SSE to long-poll."""
-        return self._fallback
-
     def _advance(self, unit: Unit, *, healthy: bool = True) -> None:
         """Move the request state past a complete unit; a healthy one forgets past failures."""
         assert unit.next_offset is not None
@@ -228,7 +223,7 @@ class ReadLoop:
                     params=self._params,
                 )
             except DurableStreamError as error:
-                await self._recover(error)
+                await self._recover(error, head=True)
                 continue
             self.content_type = response.headers.get(p.CONTENT_TYPE) or p.DEFAULT_CONTENT_TYPE
             return
@@ -300,7 +295,7 @@ class ReadLoop:
             connect=base.connect, read=LIVE_READ_TIMEOUT, write=base.write, pool=base.pool
         )
 
-    async def _recover(self, error: DurableStreamError) -> None:
+    async def _recover(self, error: DurableStreamError, *, head: bool = False) -> None:
         """Decide what a failed request leads to: raise, or return to retry."""
         auth = isinstance(error, (UnauthorizedError, ForbiddenError))
         if not auth and not is_retryable(error):
@@ -324,7 +319,12 @@ class ReadLoop:
             if decision is None or self._auth_retries > MAX_AUTH_RETRIES:
                 raise error
             return  # new credentials: retry at once
-        if self.mode == p.LIVE_SSE and self.live == "auto" and isinstance(error, TransportError):
+        if (
+            not head
+            and self.mode == p.LIVE_SSE
+            and self.live == "auto"
+            and isinstance(error, TransportError)
+        ):
             self._early_sse += 1
             if self._early_sse >= EARLY_SSE_LIMIT:
                 self._fallback = True  # long-poll from now on, at once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import anyio
+import httpx
 import pydantic
 import pytest
 
@@ -124,3 +125,29 @@ async def test_iter_text_live(stream_url: str) -> None:
                     await writer.close()
     assert "".join(parts) == "é" * 10 + "☃"
     assert res.closed
+
+
+async def test_repeated_read_at_the_tail_is_revalidated(stream_url: str) -> None:
+    statuses: list[int] = []
+
+    async def on_response(response: httpx.Response) -> None:
+        if response.request.method == "GET":
+            statuses.append(response.status_code)
+
+    async with (
+        httpx.AsyncClient(event_hooks={"response": [on_response]}) as client,
+        StreamHandle(stream_url, client=client) as handle,
+    ):
+        await handle.create(content_type=JSON)
+        await handle.append({"n": 1})
+        tail = (await handle.head()).next_offset
+        assert tail is not None
+        with anyio.fail_after(10):
+            assert await (await handle.stream(offset=tail)).json() == []
+            assert await (await handle.stream(offset=tail)).json() == []  # 304: nothing new
+            await handle.append({"n": 2})
+            assert await (await handle.stream(offset=tail)).json() == [{"n": 2}]
+            await handle.close()
+            eof = await handle.stream(offset=(await handle.head()).next_offset)
+            assert [b.closed async for b in eof] == [True]
+    assert statuses == [200, 304, 200, 200]

@@ -36,6 +36,8 @@ from . import _retry
 from ._codec import join_items
 from ._errors import (
     DurableStreamError,
+    GoneError,
+    NotFoundError,
     ProducerError,
     ProducerSequenceGapError,
     StaleEpochError,
@@ -337,7 +339,8 @@ class Batcher:
                 self.fatal = error
                 await self.fail(batch, error)
                 return
-            except StreamClosedError as error:
+            except (StreamClosedError, NotFoundError, GoneError) as error:
+                # The stream is closed or gone: this and every later batch fail at once.
                 self.fatal = error
                 await self.fail(batch, error)
                 return

@@ -63,8 +63,9 @@ class IdempotentProducer:
     :class:`ProducerFlushError` of the next ``flush()``/``close()``/exit; the
     batches behind it continue in the next epoch. A 403 raises
     :class:`StaleEpochError` for this and every later batch unless
-    ``auto_claim=True``, which moves to the server's epoch + 1. A closed stream
-    fails this and every later batch with :class:`StreamClosedError`.
+    ``auto_claim=True``, which moves to the server's epoch + 1. A closed (or
+    deleted) stream fails this and every later batch with
+    :class:`StreamClosedError` (or :class:`NotFoundError`/:class:`GoneError`).
 
     Lifecycle: leaving ``async with`` flushes and stops without closing the
     stream, also when the block raised. Cancelling it stops at once: items not

@@ -19,6 +19,7 @@ from durable_streams import (
     EmptyAppendError,
     IdempotentProducer,
     InvalidArgumentError,
+    NotFoundError,
     ProducerError,
     ProducerFlushError,
     ProducerStats,
@@ -296,6 +297,22 @@ async def test_stale_epoch_without_auto_claim_is_final(
             producer.append(2)
         with pytest.raises(ProducerFlushError):
             await producer.flush()
+    assert len(server.requests) == 1
+
+
+async def test_a_deleted_stream_fails_every_later_batch_without_requests(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [status(404)]
+    async with IdempotentProducer(handle, "p", max_batch_items=1, linger_ms=10_000) as producer:
+        producer.append(1)
+        producer.append(2)
+        producer.append(3)
+        with pytest.raises(ProducerFlushError) as raised:
+            await producer.flush()
+        assert [type(f.error) for f in raised.value.failures] == [NotFoundError] * 3
+        with pytest.raises(NotFoundError):
+            producer.append(4)
     assert len(server.requests) == 1
 
 

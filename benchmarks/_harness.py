@@ -242,6 +242,25 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * _PAGE
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def kernel_peak_rss() -> int:
+    """The kernel's peak RSS of this process (VmHWM) in bytes, or 0 if unknown."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 class RssSampler:
     """Samples this process's resident set size from a thread every ``interval``
     seconds; ``peak_growth`` is the highest sample minus the RSS at start."""

@@ -2,23 +2,30 @@
 
     python -m benchmarks._memory_child {sdk|raw} URL EXPECTED_BYTES
 
-Prints one JSON object: bytes read, seconds, peak RSS growth sampled every
-2 ms (``peak_growth``) and the ``ru_maxrss`` upper bound (``maxrss_growth``),
-both relative to the RSS just before the read starts (after imports and a
-warm-up request, so only the read itself is measured).
+Prints one JSON object: bytes read, seconds, and the peak RSS growth, both as
+the kernel's exact peak (VmHWM, reset just before the read: ``peak_growth``)
+and as sampled from a thread every 2 ms (``sampled_growth``), relative to the
+RSS just before the read starts (after imports and a warm-up request, so only
+the read itself is measured). ``ru_maxrss`` is no use here: a forked child
+inherits its parent's high-water mark.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import resource
 import sys
 import time
 
 import anyio
 
-from benchmarks._harness import RssSampler, check_status, raw_client
+from benchmarks._harness import (
+    RssSampler,
+    check_status,
+    kernel_peak_rss,
+    raw_client,
+    reset_peak_rss,
+)
 from benchmarks._reads import read_url
 from durable_streams import StreamHandle
 
@@ -28,6 +35,7 @@ async def read_sdk(url: str) -> int:
     async with StreamHandle(url) as handle:
         await handle.head()  # warm-up: the pooled connection exists before measuring
         gc.collect()
+        reset_peak_rss()
         with RssSampler() as sampler:
             start = time.perf_counter()
             async with handle.stream(offset="-1", live=False) as response:
@@ -43,6 +51,7 @@ async def read_raw(url: str) -> int:
     async with raw_client() as client:
         check_status(await client.head(url), 200)
         gc.collect()
+        reset_peak_rss()
         with RssSampler() as sampler:
             start = time.perf_counter()
             offset = "-1"
@@ -60,14 +69,14 @@ async def read_raw(url: str) -> int:
 
 
 def report(received: int, seconds: float, sampler: RssSampler) -> None:
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = kernel_peak_rss()
     print(
         json.dumps(
             {
                 "bytes": received,
                 "seconds": seconds,
-                "peak_growth": sampler.peak_growth,
-                "maxrss_growth": maxrss - sampler.start_rss,
+                "peak_growth": peak - sampler.start_rss if peak else sampler.peak_growth,
+                "sampled_growth": sampler.peak_growth,
             }
         )
     )

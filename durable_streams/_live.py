@@ -20,10 +20,12 @@ import httpx
 
 from . import _protocol as p
 from ._errors import (
+    BadRequestError,
     DurableStreamError,
     ForbiddenError,
     InvalidArgumentError,
     NetworkError,
+    NotSupportedError,
     ParseError,
     ServerError,
     TransportError,
@@ -262,7 +264,13 @@ class ReadLoop:
         ok = status in (200, 204, 304) if mode != p.LIVE_SSE else status == 200
         if not ok:
             body = await _error_body(response)
-            raise error_for_response(response, operation=operation, body=body, is_read=True)
+            error = error_for_response(response, operation=operation, body=body, is_read=True)
+            if self.live == "auto" and mode == p.LIVE_SSE and _refuses_sse(error):
+                # A server (or proxy) without SSE support: long-poll, which reports any
+                # genuine problem with the request itself.
+                self._fallback = True
+                return await self._open_once()
+            raise error
         if mode == p.LIVE_SSE and not _is_event_stream(response):
             await _close(response)
             if self.live == "auto":
@@ -523,6 +531,11 @@ class ReadLoop:
             f"({controls} control events in {anyio.current_time() - started:.2f}s)",
             url=response.request.url,
         )
+
+
+def _refuses_sse(error: DurableStreamError) -> bool:
+    """A status that means "no SSE here" rather than "no such stream/offset"."""
+    return isinstance(error, NotSupportedError) or type(error) is BadRequestError
 
 
 def _is_event_stream(response: httpx.Response) -> bool:

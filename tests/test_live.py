@@ -593,3 +593,26 @@ async def test_live_requests_outlast_the_server_wait_even_with_a_short_timeout(
     assert catch_up["read"] == 2.0
     assert live["read"] == 65.0
     assert live["connect"] == 2.0
+
+
+@pytest.mark.parametrize("status", [400, 405, 501])
+async def test_auto_falls_back_when_the_server_refuses_sse(
+    mock: respx.MockRouter, status: int
+) -> None:
+    script = serve(
+        mock,
+        httpx.Response(status, text="unsupported live mode"),
+        ok(offset=O1, status=204, up_to_date=True, closed=True),
+    )
+    async with handle(content_type=JSON) as h:
+        batches = await collect(await h.stream(offset="now", live="auto"))
+    assert [script.params(i)["live"] for i in range(2)] == ["sse", "long-poll"]
+    assert batches[-1].closed
+
+
+async def test_auto_does_not_hide_a_bad_offset(mock: respx.MockRouter) -> None:
+    script = serve(mock, httpx.Response(400, text="Invalid offset format"))
+    async with handle(content_type=JSON) as h:
+        with pytest.raises(InvalidOffsetError):
+            await h.stream(offset="now", live="auto")
+    assert len(script.requests) == 1

@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup, TaskStatus
 
 import durable_streams as ds
 
@@ -156,14 +157,45 @@ class ReadOutcome:
         return reply
 
 
+@dataclass
+class CachedProducer:
+    """A producer kept across commands. Its ``async with`` lives in an owner task of its own
+    (structured concurrency), which leaves once ``stopped`` is set."""
+
+    producer: ds.IdempotentProducer
+    stopped: anyio.Event = field(default_factory=anyio.Event)
+
+    async def own(self, *, task_status: TaskStatus[None]) -> None:
+        started = False
+        try:
+            async with self.producer:
+                task_status.started()
+                started = True
+                await self.stopped.wait()
+        except ds.DurableStreamError as exc:
+            if not started:
+                raise  # to the command that wanted the producer
+            # Never let one producer's late failure take the adapter down.
+            print(f"adapter: producer stopped with {exc!r}", file=sys.stderr, flush=True)
+
+    async def stop(self) -> None:
+        """Flush and detach (errors were reported by the command that saw them), then leave."""
+        try:
+            with anyio.move_on_after(5), contextlib.suppress(ds.DurableStreamError):
+                await self.producer.detach()
+        finally:
+            self.stopped.set()
+
+
 class Adapter:
     """Adapter state (kept across tests, reset by ``init``) and the command handlers."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, task_group: TaskGroup) -> None:
         self.client = client
+        self.task_group = task_group
         self.server_url = ""
         self.handles: dict[str, ds.StreamHandle] = {}
-        self.producers: dict[tuple[str, str, int], ds.IdempotentProducer] = {}
+        self.producers: dict[tuple[str, str, int], CachedProducer] = {}
         self.dynamic_headers: dict[str, Dynamic] = {}
         self.dynamic_params: dict[str, Dynamic] = {}
 
@@ -212,9 +244,8 @@ class Adapter:
 
     async def drop_producers(self) -> None:
         producers, self.producers = list(self.producers.values()), {}
-        for producer in producers:
-            with anyio.move_on_after(5), contextlib.suppress(ds.DurableStreamError):
-                await producer.detach()
+        for cached in producers:
+            await cached.stop()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -367,26 +398,26 @@ class Adapter:
         )
 
     async def cached_producer(self, command: Command) -> ds.IdempotentProducer:
+        """The producer of ``(path, producerId, epoch)``: one request in flight, no linger."""
         key = producer_key(command)
-        producer = self.producers.get(key)
-        if producer is None:
-            producer = self.new_producer(command, linger_ms=0, max_in_flight=1)
-            await producer.start()
-            self.producers[key] = producer
-        return producer
+        cached = self.producers.get(key)
+        if cached is None:
+            cached = CachedProducer(self.new_producer(command, linger_ms=0, max_in_flight=1))
+            await self.task_group.start(cached.own)
+            self.producers[key] = cached
+        return cached.producer
 
-    def forget_producer(self, command: Command) -> ds.IdempotentProducer | None:
-        return self.producers.pop(producer_key(command), None)
+    async def forget_producer(self, command: Command) -> None:
+        cached = self.producers.pop(producer_key(command), None)
+        if cached is not None:
+            await cached.stop()
 
     async def cmd_idempotent_append(self, command: Command, arrived: float) -> Reply:
         producer = await self.cached_producer(command)
         try:
             ack = await producer.send(str(command.get("data", "")))
         except ds.DurableStreamError:
-            # A producer that failed for good is not reused by later commands.
-            self.forget_producer(command)
-            with anyio.move_on_after(5), contextlib.suppress(ds.DurableStreamError):
-                await producer.detach()
+            await self.forget_producer(command)  # failed for good: later commands start afresh
             raise
         reply: Reply = {"status": 200, "duplicate": ack.duplicate, "producerSeq": ack.seq}
         if ack.offset:
@@ -413,9 +444,12 @@ class Adapter:
         return {"status": 200, "finalOffset": result.final_offset or ""}
 
     async def cmd_idempotent_detach(self, command: Command, arrived: float) -> Reply:
-        producer = self.forget_producer(command)
-        if producer is not None:
-            await producer.detach()
+        cached = self.producers.pop(producer_key(command), None)
+        if cached is not None:
+            try:
+                await cached.producer.detach()  # its errors are this command's
+            finally:
+                cached.stopped.set()
         return {"status": 200}
 
     # -- dynamic headers and params ---------------------------------------------------------------
@@ -613,8 +647,8 @@ def write_reply(reply: Reply) -> None:
 
 
 async def main() -> None:
-    async with ds.new_client() as client:
-        adapter = Adapter(client)
+    async with ds.new_client() as client, anyio.create_task_group() as task_group:
+        adapter = Adapter(client, task_group)
         while True:
             line = await anyio.to_thread.run_sync(sys.stdin.buffer.readline)
             if not line:
@@ -639,6 +673,7 @@ async def main() -> None:
             write_reply(await adapter.handle(command))
             if command.get("type") == "shutdown":
                 break
+        await adapter.drop_producers()  # their owner tasks end, so the task group can
 
 
 if __name__ == "__main__":

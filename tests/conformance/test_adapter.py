@@ -204,3 +204,25 @@ def test_a_session_on_trio(conformance_server: ReferenceServer) -> None:
         assert head["streamClosed"] is True
     finally:
         assert client.stop() == 0
+
+
+def test_cached_producers_stop_in_any_order(conformance_server: ReferenceServer) -> None:
+    client = AdapterClient()
+    client.start(conformance_server.url)
+    try:
+        first, second, third = new_path(), new_path(), new_path()
+        for path in (first, second, third):
+            ok(client, {"type": "create", "path": path, "contentType": "text/plain"})
+            ok(client, {"type": "idempotent-append", "path": path, "producerId": "p", "data": "a"})
+        # Not in the reverse order of creation: each producer owns its own scope.
+        ok(client, {"type": "idempotent-detach", "path": first, "producerId": "p"})
+        ok(client, {"type": "idempotent-append", "path": second, "producerId": "p", "data": "b"})
+        ok(client, {"type": "idempotent-close", "path": second, "producerId": "p", "data": "c"})
+        reply = ok(client, {"type": "read", "path": second})
+        assert (reply["chunks"][0]["data"], reply["streamClosed"]) == ("abc", True)
+        # A new producer for the detached one restarts at seq 0 of epoch 0: the server has
+        # that seq already, so the data is dropped as a duplicate, and the SDK says so.
+        again = {"type": "idempotent-append", "path": first, "producerId": "p", "data": "x"}
+        assert ok(client, again)["duplicate"] is True
+    finally:
+        assert client.stop() == 0  # the third producer is still cached: shutdown stops it

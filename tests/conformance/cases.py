@@ -57,6 +57,7 @@ class Case:
     suite_requires: tuple[str, ...] = ()
     suite_skip: str | None = None
     tags: tuple[str, ...] = field(default=())
+    category: str = ""
 
     @property
     def test_id(self) -> str:
@@ -106,9 +107,19 @@ def load_cases(directory: Path) -> list[Case]:
                     suite_requires=tuple(suite.get("requires") or ()),
                     suite_skip=(None if not skip else "skip: true" if skip is True else str(skip)),
                     tags=tuple(suite.get("tags") or ()) + tuple(test.get("tags") or ()),
+                    category=str(suite.get("category") or ""),
                 )
             )
     return cases
+
+
+def selected(case: Case, categories: str = "", tags: str = "") -> bool:
+    """Whether a case passes the filters: comma-separated categories, and tags (any of them)."""
+    wanted_categories = {c.strip() for c in categories.split(",") if c.strip()}
+    wanted_tags = {t.strip() for t in tags.split(",") if t.strip()}
+    if wanted_categories and case.category not in wanted_categories:
+        return False
+    return not wanted_tags or bool(wanted_tags & set(case.tags))
 
 
 class UndefinedVariable(KeyError):

@@ -1,17 +1,20 @@
 """Every case of the official YAML conformance suite, run through the project's adapter.
 
 Select them with ``-m conformance`` (or by this path). Items are named
-``<suite id>/<test id>``. Without the cases folder they are skipped with the
+``<suite id>/<test id>``; ``-k`` selects by id, and
+``DURABLE_STREAMS_CONFORMANCE_CATEGORY`` / ``DURABLE_STREAMS_CONFORMANCE_TAGS``
+(comma-separated) by the cases' category or tags. Without the cases folder they are skipped with the
 reason; CI has the folder.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-from .cases import CASES_ENV, Case, cases_dir, load_cases
+from .cases import CASES_ENV, Case, cases_dir, load_cases, selected
 from .runner import CaseFailure, Context, run_case, skip_reason
 
 pytestmark = pytest.mark.conformance
@@ -36,7 +39,11 @@ def _params() -> list[Any]:
         reason = f"conformance cases not found at {directory} (set {CASES_ENV})"
         return [pytest.param(None, id="cases-missing", marks=pytest.mark.skip(reason=reason))]
     params = []
+    categories = os.environ.get("DURABLE_STREAMS_CONFORMANCE_CATEGORY", "")
+    tags = os.environ.get("DURABLE_STREAMS_CONFORMANCE_TAGS", "")
     for case in load_cases(directory):
+        if not selected(case, categories, tags):
+            continue
         marks: list[pytest.MarkDecorator] = []
         if case.id in SERVER_DISAGREEMENTS:
             marks.append(pytest.mark.xfail(reason=SERVER_DISAGREEMENTS[case.id], strict=True))

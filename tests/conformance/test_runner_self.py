@@ -18,7 +18,15 @@ from tests.server.harness import ReferenceServer
 
 from . import adapter_client
 from .adapter_client import AdapterClient, AdapterError
-from .cases import Case, UndefinedVariable, cases_dir, js_string, load_cases, substitute
+from .cases import (
+    Case,
+    UndefinedVariable,
+    cases_dir,
+    js_string,
+    load_cases,
+    selected,
+    substitute,
+)
 from .runner import CaseFailure, Context, asks_for_error, demands_error, run_case
 
 FAKE = Path(__file__).with_name("fake_adapter.py")
@@ -288,3 +296,13 @@ def test_substitution() -> None:
     with pytest.raises(UndefinedVariable):
         substitute("${nope}", variables)
     assert js_string([1, "é"]) == '[1,"é"]'
+
+
+def test_filters() -> None:
+    case = Case(suite_id="s", test={"id": "t"}, file=Path(__file__), tags=("sse", "live"),
+                category="consumer")  # fmt: skip
+    assert selected(case)
+    assert selected(case, categories="producer, consumer")
+    assert not selected(case, categories="producer")
+    assert selected(case, tags="json,sse")
+    assert not selected(case, categories="consumer", tags="json")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -167,6 +168,7 @@ class ReadLoop:
         self._etags = etags
         self._backoff = transport.retry.backoff()
         self._pending: httpx.Response | None = None
+        self._scope: anyio.CancelScope | None = None  # the network wait in progress
 
     # -- state -------------------------------------------------------------------------------
 
@@ -259,7 +261,8 @@ class ReadLoop:
             timeout=self._live_timeout() if mode != "catch-up" else None,
         )
         operation = f"read ({mode})"
-        response = await self.transport.send(request, operation=operation, stream=True)
+        with self._interruptible():
+            response = await self.transport.send(request, operation=operation, stream=True)
         status = response.status_code
         ok = status in (200, 204, 304) if mode != p.LIVE_SSE else status == 200
         if not ok:
@@ -293,6 +296,53 @@ class ReadLoop:
             if found:
                 self.content_type = found
         return response
+
+    def stop(self) -> None:
+        """End the session; safe to call from another task than the reading one."""
+        self.finished = self.stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Around each network wait, so :meth:`stop` can end a read from another task.
+
+        The scope never spans a ``yield`` of the generators (anyio forbids that).
+        """
+        if self.stopped:
+            raise _Stopped
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                yield
+            finally:
+                self._scope = None
+        if scope.cancelled_caught:
+            raise _Stopped
+
+    async def _body_chunks(
+        self, response: httpx.Response, operation: str
+    ) -> AsyncGenerator[bytes, None]:
+        """The decoded body, with httpx failures turned into typed (retryable) errors."""
+        chunks = response.aiter_bytes()
+        while True:
+            try:
+                with self._interruptible():
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except (httpx.HTTPError, httpx.StreamError) as exc:
+                raise error_for_exception(
+                    exc, operation=operation, url=response.request.url
+                ) from exc
+            yield chunk
+
+    async def _read_body(self, response: httpx.Response, operation: str) -> bytes:
+        try:
+            with self._interruptible():
+                return await response.aread()
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
 
     def _live_timeout(self) -> httpx.Timeout | None:
         """The timeout of a live request: its read timeout outlasts the server's wait."""
@@ -337,7 +387,8 @@ class ReadLoop:
             if self._early_sse >= EARLY_SSE_LIMIT:
                 self._fallback = True  # long-poll from now on, at once
                 return
-        await self._backoff.sleep_before_retry(error, f"read {self._where}")
+        with self._interruptible():
+            await self._backoff.sleep_before_retry(error, f"read {self._where}")
 
     # -- units -----------------------------------------------------------------------------------
 
@@ -366,6 +417,8 @@ class ReadLoop:
                     await self._recover(error)
                 finally:
                     await _close(response)
+        except _Stopped:
+            return  # stop() interrupted a network wait
         finally:
             if self._pending is not None:
                 await _close(self._pending)
@@ -405,7 +458,7 @@ class ReadLoop:
         elif streamed:
             to_skip = self._skip
             held: bytes | None = None
-            async for chunk in _body_chunks(response, operation):
+            async for chunk in self._body_chunks(response, operation):
                 if to_skip:
                     if len(chunk) <= to_skip:
                         to_skip -= len(chunk)
@@ -423,7 +476,7 @@ class ReadLoop:
             data = held or b""
             items = None
         else:
-            data = await _read_body(response, operation)
+            data = await self._read_body(response, operation)
             items = self._parse_json(data) if json_mode else None
         unit = Unit(data, items, next_offset, cursor, up_to_date, closed)
         if not unit.has_data and not up_to_date and not closed and next_offset == self.offset:
@@ -474,7 +527,7 @@ class ReadLoop:
         controls = 0
         delivered = False
         started = anyio.current_time()
-        events = iter_sse_events(_body_chunks(response, "read (sse)"))
+        events = iter_sse_events(self._body_chunks(response, "read (sse)"))
         try:
             async for event in events:
                 if event.event == "data":
@@ -533,6 +586,10 @@ class ReadLoop:
         )
 
 
+class _Stopped(Exception):
+    """Internal: the session was stopped while waiting on the network."""
+
+
 def _refuses_sse(error: DurableStreamError) -> bool:
     """A status that means "no SSE here" rather than "no such stream/offset"."""
     return isinstance(error, NotSupportedError) or type(error) is BadRequestError
@@ -540,26 +597,6 @@ def _refuses_sse(error: DurableStreamError) -> bool:
 
 def _is_event_stream(response: httpx.Response) -> bool:
     return p.media_type(response.headers.get(p.CONTENT_TYPE)) == p.EVENT_STREAM_MEDIA_TYPE
-
-
-async def _body_chunks(response: httpx.Response, operation: str) -> AsyncGenerator[bytes, None]:
-    """The decoded body, with httpx failures turned into typed (retryable) errors."""
-    chunks = response.aiter_bytes()
-    while True:
-        try:
-            chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            return
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
-        yield chunk
-
-
-async def _read_body(response: httpx.Response, operation: str) -> bytes:
-    try:
-        return await response.aread()
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
 
 
 async def _error_body(response: httpx.Response) -> bytes:

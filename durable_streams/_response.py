@@ -191,8 +191,12 @@ class StreamResponse:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Release the connection (and the client, for module-level ``stream()``)."""
-        self._loop.finished = self._loop.stopped = True
+        """Release the connection (and the client, for module-level ``stream()``).
+
+        May be called from another task: a read waiting for data then ends
+        (its iteration stops without an error).
+        """
+        self._loop.stop()
         with anyio.CancelScope(shield=True):
             if self._loop._pending is not None:
                 await self._loop._pending.aclose()

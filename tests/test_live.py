@@ -616,3 +616,46 @@ async def test_auto_does_not_hide_a_bad_offset(mock: respx.MockRouter) -> None:
         with pytest.raises(InvalidOffsetError):
             await h.stream(offset="now", live="auto")
     assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize("live", ["sse", "long-poll"])
+async def test_aclose_from_another_task_ends_a_waiting_read(
+    mock: respx.MockRouter, live: str
+) -> None:
+    class Hanging(httpx.AsyncByteStream):
+        """A response body that never ends (a server that never answers more)."""
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            if live == "sse":
+                yield (
+                    b'event: control\ndata: {"streamNextOffset": "' + O1.encode() + b'", '
+                    b'"streamCursor": "c", "upToDate": true}\n\n'
+                )
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+    headers = {"content-type": "text/event-stream"} if live == "sse" else {}
+    if live == "long-poll":
+        headers = {"stream-next-offset": O1, "content-type": JSON}
+    serve(
+        mock,
+        ok("[]", offset=O1, up_to_date=True),
+        httpx.Response(200, headers=headers, stream=Hanging()),
+    )
+    got: list[Any] = []
+    async with handle(content_type=JSON) as h:
+        res = await h.stream(offset=O1, live=live)
+        first = anyio.Event()
+
+        async def read() -> None:
+            async for batch in res:
+                got.append(batch)
+                first.set()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await first.wait()
+                await anyio.wait_all_tasks_blocked()
+                await res.aclose()
+    assert [b.up_to_date for b in got] == [True]

@@ -47,18 +47,19 @@ from ._errors import (
     ValidationError,
 )
 from ._handle import AppendRetry, DurableStream, StreamHandle
-from ._live import RetryWith
 from ._models import (
     AppendResult,
+    Batch,
     BatchFailure,
     CloseResult,
     ControlEvent,
     CreateResult,
+    RetryWith,
     StreamInfo,
 )
 from ._producer import IdempotentProducer, ProducerAck, ProducerOnError, ProducerStats
 from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
-from ._response import Batch, StreamRequest, StreamResponse
+from ._response import StreamRequest, StreamResponse
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, new_client
 

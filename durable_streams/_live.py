@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -36,11 +36,12 @@ from ._errors import (
     excerpt,
     redact_url,
 )
+from ._models import RetryWith
 from ._retry import is_retryable
 from ._sse import decode_base64_data, iter_sse_events, parse_control, parse_json_data
 from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, ValueSource
 
-__all__ = ["OnError", "ReadLoop", "RetryWith", "Unit"]
+__all__ = ["OnError", "ReadLoop", "Unit"]
 
 #: How many 401/403 answers in a row ``on_error`` may turn into a retry.
 MAX_AUTH_RETRIES = 3
@@ -55,27 +56,6 @@ MAX_ETAGS = 64
 LIVE_READ_TIMEOUT = DEFAULT_TIMEOUT.read or 65.0
 #: Bytes of an error response read for the error message.
 ERROR_BODY_BYTES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class RetryWith:
-    """Returned from an ``on_error`` hook: retry with these headers/params merged in.
-
-    They apply to every later request of the read session (e.g. a refreshed
-    token after a 401).
-
-    Example::
-
-        async def refresh(error: DurableStreamError) -> RetryWith | None:
-            if isinstance(error, UnauthorizedError):
-                return RetryWith(headers={"authorization": f"Bearer {await new_token()}"})
-            return None  # retry as the policy says
-
-        res = await handle.stream(offset=saved, live="auto", on_error=refresh)
-    """
-
-    headers: Mapping[str, ValueSource] | None = None
-    params: Mapping[str, ValueSource] | None = None
 
 
 OnError: TypeAlias = Callable[

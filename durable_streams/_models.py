@@ -1,24 +1,31 @@
-"""Result models returned by the SDK (pydantic v2, immutable)."""
+"""Result models returned by the SDK (pydantic v2, immutable) and small data types."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._errors import ParseError, UsageError, excerpt
+
 if TYPE_CHECKING:
     from ._errors import DurableStreamError
+    from ._transport import ValueSource
 
 __all__ = [
     "AppendResult",
+    "Batch",
     "BatchFailure",
     "CloseResult",
     "ControlEvent",
     "CreateResult",
     "ProducerAck",
     "ProducerStats",
+    "RetryWith",
     "StreamInfo",
 ]
 
@@ -137,3 +144,103 @@ class ProducerStats:
     retries: int  #: requests sent again after a network error, timeout, 5xx or 429
     sequence_gaps: int  #: 409 gap answers absorbed (a later batch overtook an earlier one)
     epoch_changes: int  #: moves to a new epoch (auto-claim, recovery, restart)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryWith:
+    """Returned from an ``on_error`` hook: retry with these headers/params merged in.
+
+    They apply to every later request of the read session (e.g. a refreshed
+    token after a 401).
+
+    Example::
+
+        async def refresh(error: DurableStreamError) -> RetryWith | None:
+            if isinstance(error, UnauthorizedError):
+                return RetryWith(headers={"authorization": f"Bearer {await new_token()}"})
+            return None  # retry as the policy says
+
+        res = await handle.stream(offset=saved, live="auto", on_error=refresh)
+    """
+
+    headers: Mapping[str, ValueSource] | None = None
+    params: Mapping[str, ValueSource] | None = None
+
+
+class Batch:
+    """Data of one read response (or one SSE data+control group) and where it ends.
+
+    ``offset`` is the offset after this batch: persist it (after handling the
+    data) and pass it to ``stream(offset=...)`` to resume. ``data`` is the raw
+    bytes, ``text`` their UTF-8 decoding, ``items`` the messages of a JSON stream.
+    An empty batch tells that the read became up to date or the stream closed.
+
+    Example::
+
+        async for batch in res:
+            for item in batch.items:
+                handle_event(item)
+            save_offset(batch.offset)
+    """
+
+    __slots__ = ("_data", "_items", "_json", "closed", "cursor", "offset", "up_to_date")
+
+    def __init__(
+        self,
+        data: bytes | None,
+        items: list[Any] | None,
+        *,
+        offset: str,
+        cursor: str | None,
+        up_to_date: bool,
+        closed: bool,
+        json_mode: bool,
+    ) -> None:
+        self._data = data
+        self._items = items
+        self._json = json_mode
+        self.offset = offset
+        self.cursor = cursor
+        self.up_to_date = up_to_date
+        self.closed = closed
+
+    @property
+    def data(self) -> bytes:
+        """The bytes of this batch (on JSON streams: a JSON array of its items)."""
+        if self._data is None:
+            items = self._items if self._items is not None else []
+            self._data = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._data
+
+    @property
+    def text(self) -> str:
+        """The data decoded as UTF-8 (a :class:`ParseError` if it is not UTF-8)."""
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(
+                f"batch ending at offset {excerpt(self.offset)} is not valid UTF-8: {exc}",
+                offset=self.offset,
+            ) from None
+
+    @property
+    def items(self) -> list[Any]:
+        """The messages of this batch, parsed (JSON streams only)."""
+        if not self._json:
+            raise UsageError(
+                "batch.items is only available on JSON streams (application/json); "
+                "use batch.data or batch.text"
+            )
+        if self._items is None:
+            raise UsageError("batch.items is not available for streamed bodies")
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items) if self._json and self._items is not None else len(self.data)
+
+    def __repr__(self) -> str:
+        size = f"items={len(self._items)}" if self._items is not None else f"bytes={len(self.data)}"
+        return (
+            f"Batch({size}, offset={self.offset!r}, up_to_date={self.up_to_date}, "
+            f"closed={self.closed})"
+        )

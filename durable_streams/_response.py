@@ -24,92 +24,14 @@ import pydantic
 from . import _protocol as p
 from ._errors import ParseError, UsageError, ValidationError, excerpt, redact_url
 from ._live import OnError, ReadLoop, Unit
+from ._models import Batch
 from ._transport import HeadersArg, ParamsArg, Transport
 
-__all__ = ["Batch", "StreamRequest", "StreamResponse"]
+__all__ = ["StreamRequest", "StreamResponse"]
 
 T = TypeVar("T")
 
 BatchCallback = Callable[["Batch"], "Awaitable[object] | object"]
-
-
-class Batch:
-    """Data of one read response (or one SSE data+control group) and where it ends.
-
-    ``offset`` is the offset after this batch: persist it (after handling the
-    data) and pass it to ``stream(offset=...)`` to resume. ``data`` is the raw
-    bytes, ``text`` their UTF-8 decoding, ``items`` the messages of a JSON stream.
-    An empty batch tells that the read became up to date or the stream closed.
-
-    Example::
-
-        async for batch in res:
-            for item in batch.items:
-                handle_event(item)
-            save_offset(batch.offset)
-    """
-
-    __slots__ = ("_data", "_items", "_json", "closed", "cursor", "offset", "up_to_date")
-
-    def __init__(
-        self,
-        data: bytes | None,
-        items: list[Any] | None,
-        *,
-        offset: str,
-        cursor: str | None,
-        up_to_date: bool,
-        closed: bool,
-        json_mode: bool,
-    ) -> None:
-        self._data = data
-        self._items = items
-        self._json = json_mode
-        self.offset = offset
-        self.cursor = cursor
-        self.up_to_date = up_to_date
-        self.closed = closed
-
-    @property
-    def data(self) -> bytes:
-        """The bytes of this batch (on JSON streams: a JSON array of its items)."""
-        if self._data is None:
-            items = self._items if self._items is not None else []
-            self._data = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
-        return self._data
-
-    @property
-    def text(self) -> str:
-        """The data decoded as UTF-8 (a :class:`ParseError` if it is not UTF-8)."""
-        try:
-            return self.data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(
-                f"batch ending at offset {excerpt(self.offset)} is not valid UTF-8: {exc}",
-                offset=self.offset,
-            ) from None
-
-    @property
-    def items(self) -> list[Any]:
-        """The messages of this batch, parsed (JSON streams only)."""
-        if not self._json:
-            raise UsageError(
-                "batch.items is only available on JSON streams (application/json); "
-                "use batch.data or batch.text"
-            )
-        if self._items is None:
-            raise UsageError("batch.items is not available for streamed bodies")
-        return self._items
-
-    def __len__(self) -> int:
-        return len(self._items) if self._json and self._items is not None else len(self.data)
-
-    def __repr__(self) -> str:
-        size = f"items={len(self._items)}" if self._items is not None else f"bytes={len(self.data)}"
-        return (
-            f"Batch({size}, offset={self.offset!r}, up_to_date={self.up_to_date}, "
-            f"closed={self.closed})"
-        )
 
 
 class StreamResponse:

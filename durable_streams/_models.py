@@ -166,6 +166,12 @@ class RetryWith:
     headers: Mapping[str, ValueSource] | None = None
     params: Mapping[str, ValueSource] | None = None
 
+    def __repr__(self) -> str:
+        # Names only: the values are typically fresh credentials.
+        headers = sorted(self.headers or {})
+        params = sorted(self.params or {})
+        return f"RetryWith(headers={headers!r}, params={params!r})"
+
 
 class Batch:
     """Data of one read response (or one SSE data+control group) and where it ends.

@@ -294,3 +294,10 @@ async def test_a_shared_client_is_left_open(pages: list[httpx.Response]) -> None
         async with durable_streams.stream(URL, client=client) as res:
             assert await res.json() == [1]
         assert not client.is_closed
+
+
+def test_retry_with_repr_hides_credentials() -> None:
+    hint = durable_streams.RetryWith(headers={"authorization": "Bearer s3cret"}, params={"t": "x1"})
+    assert "s3cret" not in repr(hint)
+    assert "x1" not in repr(hint)
+    assert "authorization" in repr(hint)

@@ -47,6 +47,7 @@ FEATURES = {
 }
 DEFAULT_READ_TIMEOUT_MS = 5000
 DEFAULT_MAX_CHUNKS = 100
+ROUNDTRIP_TIMEOUT = 30.0  # well inside the runner's 60 s per benchmark command
 LIVE_MODES: dict[Any, ds.LiveMode] = {
     False: False,
     True: "auto",
@@ -548,17 +549,20 @@ class Adapter:
         received = 0
         start = time.perf_counter_ns()
         await handle.create(content_type=content_type)
-        async with anyio.create_task_group() as tg, handle.stream("-1", live=live) as res:
+        with anyio.fail_after(ROUNDTRIP_TIMEOUT):
+            async with handle.stream("-1", live=live) as res:
 
-            async def read_until_data() -> None:
-                nonlocal received
-                async for batch in res:
-                    if len(batch):  # items or bytes: an empty JSON batch still reads "[]"
-                        received += len(batch.data)
-                        tg.cancel_scope.cancel()
+                async def read_until_data() -> None:
+                    nonlocal received
+                    async for batch in res:
+                        if len(batch):  # items or bytes: an empty JSON batch still reads "[]"
+                            received = len(batch.data)
+                            return
 
-            tg.start_soon(read_until_data)
-            await handle.append(payload)
+                # The response stays open until the reader has seen the data.
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_until_data)
+                    await handle.append(payload)
         return time.perf_counter_ns() - start, {"bytesTransferred": size + received}
 
     async def bench_create(self, op: dict[str, Any]) -> tuple[int, Reply]:

@@ -633,8 +633,8 @@ def error_reply(kind: str, command: Command, exc: Exception) -> Reply:
         code, status, message = exc.code, exc.status, str(exc)
     elif isinstance(exc, ds.DurableStreamError):
         code, status, message = exc.code, exc.status, f"{where}: {exc}"
-    elif isinstance(exc, (KeyError, TypeError, ValueError)):
-        code, message = "INVALID_ARGUMENT", f"{where}: bad command: {exc!r}"
+    elif isinstance(exc, KeyError):
+        code, message = "INVALID_ARGUMENT", f"{where}: the command lacks field {exc}"
     else:
         code, message = "INTERNAL_ERROR", f"{where}: {type(exc).__name__}: {exc}"
         print(f"adapter: {message}", file=sys.stderr, flush=True)

@@ -158,8 +158,8 @@ def encode_query(params: Mapping[str, str]) -> str:
     )
 
 
-def check_url(url: object) -> str:
-    """``url`` as a string if it is an absolute http(s) URL httpx can send to, else raise."""
+def check_url(url: object) -> tuple[str, httpx.URL]:
+    """``url`` as a string and parsed, if it is an absolute http(s) URL httpx can send to."""
     if isinstance(url, httpx.URL):
         url = str(url)
     if not isinstance(url, str):
@@ -177,7 +177,7 @@ def check_url(url: object) -> str:
         raise InvalidArgumentError(
             f"stream URL must be an absolute http(s) URL, not {redact_url(url)}", field="url"
         )
-    return url
+    return url, parsed
 
 
 class Transport:
@@ -206,7 +206,7 @@ class Transport:
         timeout: httpx.Timeout | float | None,
         retry: RetryPolicy | None,
     ) -> None:
-        self._set_url(check_url(url))
+        self._set_url(*check_url(url))
         self._headers = _Values(headers, lower=True)
         self._params = _Values(params, lower=False)
         self.timeout: httpx.Timeout | None = _timeout(timeout)
@@ -223,17 +223,18 @@ class Transport:
         clone = Transport.__new__(Transport)
         for name in Transport.__slots__:
             setattr(clone, name, getattr(self, name))
-        clone._set_url(check_url(url))
+        clone._set_url(*check_url(url))
         clone.owns_client = False
         return clone
 
-    def _set_url(self, url: str) -> None:
+    def _set_url(self, url: str, parsed: httpx.URL) -> None:
         parts = urlsplit(url)
         self.url = url
         # Query parameters in the URL itself join the sorted query of every request.
         self._base_url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
         self._base_params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        self._parsed_base_url: httpx.URL | None = None
+        # Without a query, the parse that validated the URL is also the request URL.
+        self._parsed_base_url: httpx.URL | None = parsed if url == self._base_url else None
 
     async def build(
         self,

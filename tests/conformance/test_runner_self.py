@@ -27,7 +27,8 @@ from .cases import (
     selected,
     substitute,
 )
-from .runner import CaseFailure, Context, asks_for_error, demands_error, run_case
+from .expectations import asks_for_error, demands_error
+from .runner import CaseFailure, Context, run_case
 
 FAKE = Path(__file__).with_name("fake_adapter.py")
 

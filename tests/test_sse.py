@@ -493,7 +493,9 @@ def event_streams(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent]]:
     for _ in range(draw(st.integers(0, 6))):
         event_type = draw(st.none() | _field_text)
         if event_type is not None:
-            lines.append(f"event:{draw(st.sampled_from(['', ' ']))}{event_type}")
+            # As for data: with no separating space the value must not start with one.
+            spaced = event_type.startswith(" ") or draw(st.booleans())
+            lines.append(f"event: {event_type}" if spaced else f"event:{event_type}")
         data = draw(st.lists(_field_text, max_size=4))
         for value in data:
             if draw(st.booleans()):

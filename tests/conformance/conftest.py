@@ -6,6 +6,7 @@ The server uses the 500 ms long-poll timeout the cases are written for
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -48,6 +49,11 @@ def conformance(
     adapter = AdapterClient()
     adapter.start(conformance_server.url)
     try:
-        yield Context(server_url=conformance_server.url, adapter=adapter, http=conformance_http)
+        yield Context(
+            server_url=conformance_server.url,
+            adapter=adapter,
+            http=conformance_http,
+            stricter=os.environ.get("DURABLE_STREAMS_CONFORMANCE_STRICTER") == "1",
+        )
     finally:
         adapter.stop()

@@ -34,6 +34,8 @@ class Context:
     server_url: str
     adapter: AdapterClient
     http: httpx.Client
+    #: YAML-CASES.md's optional stricter level: a setup step may not fail either.
+    stricter: bool = False
 
 
 def skip_reason(case: Case, features: dict[str, Any]) -> str | None:
@@ -84,7 +86,7 @@ class CaseRun:
         if result is None:
             return
         if not isinstance(expect, dict):
-            if phase == "operations" and not result.get("success"):
+            if (phase == "operations" or self.ctx.stricter) and not result.get("success"):
                 raise CaseFailure(f"{where} failed unexpectedly: {describe(result)}")
             return
         self._check(where, action, result, expect)

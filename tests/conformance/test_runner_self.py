@@ -6,6 +6,7 @@ Real cases from the shared folder run against deliberately broken fake adapters
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,12 @@ def test_adapter_returning_wrong_data_fails_real_cases(
 
 def test_a_failing_setup_step_without_expect_is_tolerated(error_adapter: Context) -> None:
     run_case(error_adapter, synthetic(setup=[{"action": "create", "as": "p"}]))
+
+
+def test_the_stricter_level_fails_a_failing_setup_step(error_adapter: Context) -> None:
+    stricter = dataclasses.replace(error_adapter, stricter=True)
+    with pytest.raises(CaseFailure, match=r"setup\[0\] create failed unexpectedly"):
+        run_case(stricter, synthetic(setup=[{"action": "create", "as": "p"}]))
 
 
 def test_a_failing_setup_step_with_expect_fails(error_adapter: Context) -> None:

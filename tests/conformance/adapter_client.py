@@ -77,7 +77,7 @@ class AdapterClient:
         ).start()
 
     def restart(self) -> None:
-        """Kill the process and start a fresh one with the same server (after a timeout)."""
+        """Kill the process (if running) and start a fresh one with the same server."""
         self._kill()
         if self.server_url is not None:
             self.start(self.server_url)
@@ -89,9 +89,9 @@ class AdapterClient:
             return None
         if process.poll() is None:
             try:
-                self.drain()
+                self.drain(restart=False)
                 self.send({"type": "shutdown"})
-                self.receive(SHUTDOWN_TIMEOUT)
+                self.receive(SHUTDOWN_TIMEOUT, restart=False)
                 process.wait(timeout=SHUTDOWN_TIMEOUT)
             except (AdapterError, subprocess.TimeoutExpired, OSError):
                 pass
@@ -137,21 +137,27 @@ class AdapterClient:
     def returncode(self) -> int | None:
         return self._process.poll() if self._process is not None else None
 
-    def receive(self, timeout: float | None = None) -> dict[str, Any]:
-        """The next reply; restarts the adapter and raises on timeout, crash or garbage."""
+    def receive(self, timeout: float | None = None, *, restart: bool = True) -> dict[str, Any]:
+        """The next reply; raises on timeout, crash or garbage.
+
+        After a timeout or crash the adapter is restarted (``restart=False``: just
+        killed), so a late reply cannot be taken for the next command's.
+        """
         if timeout is None:
             timeout = COMMAND_TIMEOUT
         try:
             line = self._replies.get(timeout=timeout)
         except queue.Empty:
-            self.restart()
+            self._kill()
+            if restart:
+                self.restart()
             raise AdapterError(f"no reply from the adapter within {timeout:g} s") from None
         self._outstanding -= 1
         if line is None:
             code = self._process.poll() if self._process else None
             self._kill()
-            if self.server_url is not None:
-                self.start(self.server_url)
+            if restart:
+                self.restart()
             raise AdapterError(f"the adapter exited (code {code}) before replying")
         try:
             reply = json.loads(line)
@@ -168,10 +174,10 @@ class AdapterClient:
         self.send(command)
         return self.receive(timeout)
 
-    def drain(self) -> None:
+    def drain(self, *, restart: bool = True) -> None:
         """Collect and drop the replies of commands nobody awaited (e.g. after a failed test)."""
-        while self._outstanding > 0:
-            self.receive()
+        while self._outstanding > 0 and self._process is not None:
+            self.receive(restart=restart)
 
 
 def _pump(stdout: IO[bytes], replies: queue.Queue[bytes | None]) -> None:

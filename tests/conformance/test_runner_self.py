@@ -279,6 +279,13 @@ def test_an_adapter_that_stops_answering_is_restarted(
         assert context.adapter.features.get("sse") is True
         with pytest.raises(AdapterError):
             context.adapter.call({"type": "head", "path": "/x"})
+        # Stopping with a reply still owed kills the process instead of starting another.
+        context.adapter.send({"type": "head", "path": "/x"})
+        hung = context.adapter._process
+        assert hung is not None
+        context.adapter.stop()
+        assert context.adapter._process is None
+        assert hung.poll() is not None
 
 
 # -- pure helpers ----------------------------------------------------------------------------------

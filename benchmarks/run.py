@@ -5,7 +5,7 @@ baseline that uses one plain ``httpx.AsyncClient`` (no SDK), interleaved in the
 same process against the same server, and prints a table with both figures,
 their ratio and the machine facts.
 
-    scripts/dev bench                       # full run (~10 minutes)
+    scripts/dev bench                       # full run (2-3 minutes here)
     scripts/dev bench --quick               # smaller counts, under a minute
     scripts/dev bench --only catchup        # one scenario (e.g. while profiling)
     scripts/dev bench --json results.json   # also write the results as JSON

@@ -321,3 +321,37 @@ def test_filters() -> None:
     assert not selected(case, categories="producer")
     assert selected(case, tags="json,sse")
     assert not selected(case, categories="consumer", tags="json")
+
+
+def test_a_missing_cases_folder_gives_one_skipped_item(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from . import test_cases
+
+    monkeypatch.setenv("DURABLE_STREAMS_CONFORMANCE_CASES", str(tmp_path / "absent"))
+    (param,) = test_cases._params()
+    (mark,) = param.marks
+    assert mark.name == "skip"
+    assert "absent" in mark.kwargs["reason"]
+    assert "DURABLE_STREAMS_CONFORMANCE_CASES" in mark.kwargs["reason"]
+
+
+def test_cases_load_from_the_configured_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from . import test_cases
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.yaml").write_text(
+        "id: suite-a\ncategory: consumer\nrequires: [sse]\ntests:\n"
+        "  - id: one\n    operations: []\n"
+        "  - id: two\n    skip: flaky\n    operations: []\n"
+    )
+    monkeypatch.setenv("DURABLE_STREAMS_CONFORMANCE_CASES", str(tmp_path))
+    params = test_cases._params()
+    assert [p.id for p in params] == ["suite-a/one", "suite-a/two"]
+    one, two = (p.values[0] for p in params)
+    assert one.missing_features({"sse": True}) == []
+    assert one.missing_features({"longPoll": True}) == ["sse"]
+    assert two.skip_reason == "flaky"
+    assert [m.name for m in params[1].marks] == ["xfail"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,6 +28,7 @@ from ._errors import (
 )
 from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
+from ._options import check_content_type, create_headers, format_seq, parse_expires_at
 from ._response import StreamRequest, stream_request
 from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
 from ._transport import (
@@ -36,7 +36,6 @@ from ._transport import (
     ParamsArg,
     Transport,
     header_int,
-    is_header_value,
     response_flag,
 )
 
@@ -99,7 +98,7 @@ class StreamHandle:
         self._transport = Transport(
             url, client=client, headers=headers, params=params, timeout=timeout, retry=retry
         )
-        self._content_type = _check_content_type(content_type)
+        self._content_type = check_content_type(content_type)
         self._append_retry: AppendRetry = append_retry
 
     @classmethod
@@ -185,45 +184,16 @@ class StreamHandle:
             result = await handle.create(content_type="text/plain", ttl=3600)
             print("created" if result.created else "already there", result.next_offset)
         """
-        protocol: dict[str, str] = {}
-        kind = _check_content_type(content_type) or self._content_type
-        if kind is not None:
-            protocol[p.CONTENT_TYPE] = kind
-        elif forked_from is None:
-            kind = p.DEFAULT_CONTENT_TYPE
-            protocol[p.CONTENT_TYPE] = kind
-        if ttl is not None and expires_at is not None:
-            raise InvalidArgumentError("pass either ttl or expires_at, not both", field="ttl")
-        if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-                raise InvalidArgumentError("ttl must be a non-negative integer", field="ttl")
-            protocol[p.STREAM_TTL] = str(ttl)
-        if expires_at is not None:
-            protocol[p.STREAM_EXPIRES_AT] = _format_expires_at(expires_at)
-        if closed:
-            protocol[p.STREAM_CLOSED] = p.TRUE
-        if forked_from is not None:
-            protocol[p.STREAM_FORKED_FROM] = _header_str(
-                _path_of(_header_str(forked_from, "forked_from", "a stream path or URL")),
-                "forked_from",
-                "a stream path or URL",
-            )
-            if fork_offset is not None:
-                protocol[p.STREAM_FORK_OFFSET] = _header_str(
-                    fork_offset, "fork_offset", "an offset the server issued"
-                )
-            if fork_sub_offset is not None:
-                if (
-                    isinstance(fork_sub_offset, bool)
-                    or not isinstance(fork_sub_offset, int)
-                    or fork_sub_offset < 0
-                ):
-                    raise InvalidArgumentError(
-                        "fork_sub_offset must be a non-negative integer", field="fork_sub_offset"
-                    )
-                protocol[p.STREAM_FORK_SUB_OFFSET] = str(fork_sub_offset)
-        elif fork_offset is not None or fork_sub_offset is not None:
-            raise InvalidArgumentError("fork_offset needs forked_from", field="fork_offset")
+        protocol = create_headers(
+            content_type=content_type or self._content_type,
+            ttl=ttl,
+            expires_at=expires_at,
+            closed=closed,
+            forked_from=forked_from,
+            fork_offset=fork_offset,
+            fork_sub_offset=fork_sub_offset,
+        )
+        kind = protocol.get(p.CONTENT_TYPE)
         if body is not None and not isinstance(body, (bytes, str)):
             raise InvalidArgumentError(
                 f"body must be bytes or str, not {type(body).__name__}", field="body"
@@ -366,7 +336,7 @@ class StreamHandle:
     ) -> AppendResult:
         protocol = {p.CONTENT_TYPE: self._content_type or p.DEFAULT_CONTENT_TYPE}
         if seq is not None:
-            protocol[p.STREAM_SEQ] = _format_seq(seq)
+            protocol[p.STREAM_SEQ] = format_seq(seq)
         if close:
             protocol[p.STREAM_CLOSED] = p.TRUE
         operation = "append and close" if close else "append"
@@ -487,7 +457,7 @@ class StreamHandle:
             content_type=content_type,
             next_offset=found.get(p.STREAM_NEXT_OFFSET),
             ttl=header_int(found, p.STREAM_TTL),
-            expires_at=_parse_expires_at(found.get(p.STREAM_EXPIRES_AT)),
+            expires_at=parse_expires_at(found.get(p.STREAM_EXPIRES_AT)),
             closed=response_flag(found, p.STREAM_CLOSED),
             etag=found.get(p.ETAG),
         )
@@ -565,69 +535,3 @@ def _proves_not_applied(error: DurableStreamError) -> bool:
     if error.__cause__ is not None:
         return isinstance(error.__cause__, (httpx.ConnectTimeout, httpx.PoolTimeout))
     return False
-
-
-def _format_seq(seq: str | int) -> str:
-    if isinstance(seq, int) and not isinstance(seq, bool):
-        if seq < 0:
-            raise InvalidArgumentError("seq must be non-negative", field="seq")
-        # Stream-Seq compares byte-wise: zero-pad so 10 sorts after 9.
-        return f"{seq:016d}"
-    return _header_str(seq, "seq", "a non-negative int or a non-empty str")
-
-
-def _header_str(value: object, field: str, what: str) -> str:
-    """``value`` if it is a str that can be sent as a header value, else an InvalidArgumentError."""
-    if not isinstance(value, str) or not value or not is_header_value(value):
-        raise InvalidArgumentError(f"{field} must be {what}, not {value!r}", field=field)
-    return value
-
-
-def _check_content_type(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or not is_header_value(value):
-        raise InvalidArgumentError(
-            f"content_type must be a MIME type such as 'application/json', not {value!r}",
-            field="content_type",
-        )
-    return value
-
-
-def _format_expires_at(value: datetime | str) -> str:
-    """RFC 3339 in one canonical form: the server compares it as a raw string on re-create."""
-    if isinstance(value, str):
-        if not value or not is_header_value(value):
-            raise InvalidArgumentError(
-                "expires_at must be an RFC 3339 timestamp", field="expires_at"
-            )
-        return value
-    if not isinstance(value, datetime):
-        raise InvalidArgumentError(
-            f"expires_at must be an aware datetime or an RFC 3339 str, not {type(value).__name__}",
-            field="expires_at",
-        )
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidArgumentError(
-            "expires_at must be timezone-aware (e.g. datetime.now(timezone.utc))",
-            field="expires_at",
-        )
-    utc = value.astimezone(timezone.utc)
-    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_expires_at(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _path_of(source: str) -> str:
-    """The path of a fork source given as a path or a URL."""
-    if "://" in source:
-        parts = urlsplit(source)
-        return parts.path + (f"?{parts.query}" if parts.query else "")
-    return source

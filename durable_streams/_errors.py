@@ -9,7 +9,7 @@ excerpt::
 
     DurableStreamError                      INTERNAL_ERROR
     ├── InvalidArgumentError (ValueError)   INVALID_ARGUMENT
-    │   └── EmptyAppendError                (status 400: the protocol's answer; nothing is sent)
+    │   └── EmptyAppendError                UNEXPECTED_STATUS (400, the protocol's answer; nothing sent)
     ├── UsageError (RuntimeError)           USAGE_ERROR (e.g. a read response consumed twice)
     ├── ParseError                          PARSE_ERROR
     │   └── ValidationError                 (items that fail a pydantic model)
@@ -155,8 +155,10 @@ class InvalidArgumentError(DurableStreamError, ValueError):
 
 
 class EmptyAppendError(InvalidArgumentError):
-    """An append with no data. The protocol answers this with 400, so ``status`` is 400,
-    but the SDK refuses it locally and sends nothing."""
+    """An append with no data. The protocol answers this with 400, so ``status`` is 400
+    and ``code`` is the one a 400 maps to, but the SDK refuses it locally and sends nothing."""
+
+    code = "UNEXPECTED_STATUS"
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("status", 400)

@@ -378,9 +378,15 @@ class StreamHandle:
                 backoff = backoff or self.retry.backoff(started_at=started_at)
                 await backoff.sleep_before_retry(error, f"{operation} {self._where}")
         headers_in = response.headers
+        # Producer-* headers may come from the caller (``headers=``): report what the
+        # server echoed, and 204 to a producer request means "already stored".
+        producer = p.PRODUCER_EPOCH in headers_in
         return AppendResult(
             next_offset=headers_in.get(p.STREAM_NEXT_OFFSET),
             closed=response_flag(headers_in, p.STREAM_CLOSED),
+            duplicate=producer and response.status_code == 204,
+            producer_epoch=header_int(headers_in, p.PRODUCER_EPOCH),
+            producer_seq=header_int(headers_in, p.PRODUCER_SEQ),
         )
 
     # -- read ----------------------------------------------------------------------------------

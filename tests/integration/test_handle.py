@@ -448,3 +448,17 @@ async def test_module_level_helpers(stream_url: str) -> None:
     await durable_streams.delete(stream_url)
     with pytest.raises(NotFoundError):
         await durable_streams.head(stream_url)
+
+
+async def test_plain_append_with_caller_producer_headers_reports_the_server_echo(
+    handle: StreamHandle,
+) -> None:
+    await handle.create(content_type="text/plain")
+    producer = {"Producer-Id": "manual", "Producer-Epoch": "0", "Producer-Seq": "0"}
+    first = await handle.append("once", headers=producer)
+    again = await handle.append("once", headers=producer)
+    assert (first.duplicate, first.producer_epoch, first.producer_seq) == (False, 0, 0)
+    assert (again.duplicate, again.producer_epoch, again.producer_seq) == (True, 0, 0)
+    plain = await handle.append("plain")
+    assert (plain.duplicate, plain.producer_epoch, plain.producer_seq) == (False, None, None)
+    assert await (await handle.stream()).text() == "onceplain"

@@ -325,7 +325,13 @@ class Adapter:
         result = await self.stream(str(command["path"])).append(
             data, seq=command.get("seq"), headers=headers, params=params
         )
-        return {"status": 200, "offset": result.next_offset or "", **report}
+        reply: Reply = {"status": 200, "offset": result.next_offset or "", **report}
+        if result.producer_epoch is not None:
+            reply["duplicate"] = result.duplicate
+            reply["producerEpoch"] = result.producer_epoch
+        if result.producer_seq is not None:
+            reply["producerSeq"] = result.producer_seq
+        return reply
 
     async def cmd_close(self, command: Command, arrived: float) -> Reply:
         path = str(command["path"])
@@ -642,6 +648,9 @@ def error_reply(kind: str, command: Command, exc: Exception) -> Reply:
     reply["message"] = message
     if status is not None:
         reply["status"] = status
+    if isinstance(exc, ds.ProducerSequenceGapError):
+        details = {"producerExpectedSeq": exc.expected_seq, "producerReceivedSeq": exc.received_seq}
+        reply["details"] = {k: v for k, v in details.items() if v is not None}
     return reply
 
 

@@ -354,4 +354,4 @@ def test_cases_load_from_the_configured_folder(
     assert one.missing_features({"sse": True}) == []
     assert one.missing_features({"longPoll": True}) == ["sse"]
     assert two.skip_reason == "flaky"
-    assert [m.name for m in params[1].marks] == ["xfail"]
+    assert list(params[1].marks) == []  # a case's own skip does not excuse it: it runs

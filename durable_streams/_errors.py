@@ -9,7 +9,7 @@ excerpt::
 
     DurableStreamError                      INTERNAL_ERROR
     ├── InvalidArgumentError (ValueError)   INVALID_ARGUMENT
-    │   └── EmptyAppendError                UNEXPECTED_STATUS (400, the protocol's answer; nothing sent)
+    │   └── EmptyAppendError                UNEXPECTED_STATUS (400 as the protocol says; not sent)
     ├── UsageError (RuntimeError)           USAGE_ERROR (e.g. a read response consumed twice)
     ├── ParseError                          PARSE_ERROR
     │   └── ValidationError                 (items that fail a pydantic model)
@@ -411,16 +411,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
 _STATUS_CLASSES: dict[int, type[StatusError]] = {
     400: BadRequestError,
     401: UnauthorizedError,
@@ -485,19 +475,19 @@ def error_for_response(
                 final_offset=headers.get(p.STREAM_NEXT_OFFSET),
                 **common,
             )
-        expected = _int_header(headers, p.PRODUCER_EXPECTED_SEQ)
+        expected = p.header_int(headers, p.PRODUCER_EXPECTED_SEQ)
         if expected is not None:
             return ProducerSequenceGapError(
                 message,
                 expected_seq=expected,
-                received_seq=_int_header(headers, p.PRODUCER_RECEIVED_SEQ),
+                received_seq=p.header_int(headers, p.PRODUCER_RECEIVED_SEQ),
                 **common,
             )
         if sent_stream_seq:
             return SequenceConflictError(message, **common)
         return StreamConfigMismatchError(message, **common)
     if status == 403:
-        epoch = _int_header(headers, p.PRODUCER_EPOCH)
+        epoch = p.header_int(headers, p.PRODUCER_EPOCH)
         if epoch is not None:
             return StaleEpochError(
                 f"{operation} failed: producer epoch is stale (server epoch {epoch}) at {where}",

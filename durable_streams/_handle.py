@@ -35,7 +35,6 @@ from ._transport import (
     HeadersArg,
     ParamsArg,
     Transport,
-    header_int,
     response_flag,
 )
 
@@ -385,8 +384,8 @@ class StreamHandle:
             next_offset=headers_in.get(p.STREAM_NEXT_OFFSET),
             closed=response_flag(headers_in, p.STREAM_CLOSED),
             duplicate=producer and response.status_code == 204,
-            producer_epoch=header_int(headers_in, p.PRODUCER_EPOCH),
-            producer_seq=header_int(headers_in, p.PRODUCER_SEQ),
+            producer_epoch=p.header_int(headers_in, p.PRODUCER_EPOCH),
+            producer_seq=p.header_int(headers_in, p.PRODUCER_SEQ),
         )
 
     # -- read ----------------------------------------------------------------------------------
@@ -462,7 +461,7 @@ class StreamHandle:
         return StreamInfo(
             content_type=content_type,
             next_offset=found.get(p.STREAM_NEXT_OFFSET),
-            ttl=header_int(found, p.STREAM_TTL),
+            ttl=p.header_int(found, p.STREAM_TTL),
             expires_at=parse_expires_at(found.get(p.STREAM_EXPIRES_AT)),
             closed=response_flag(found, p.STREAM_CLOSED),
             etag=found.get(p.ETAG),

@@ -7,6 +7,7 @@ headers with a plain dict merge.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, Literal
 
 # Request and response headers.
@@ -79,6 +80,17 @@ def is_text(content_type: str | None) -> bool:
     """Whether stream content of this type is text (``text/*`` or JSON)."""
     kind = media_type(content_type)
     return kind.startswith("text/") or kind == JSON_MEDIA_TYPE
+
+
+def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer response header, or None when absent or malformed."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def flag(value: str | None) -> bool:

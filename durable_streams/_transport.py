@@ -368,17 +368,6 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)[:limit]
 
 
-def header_int(headers: httpx.Headers, name: str) -> int | None:
-    """An integer response header, or None when absent or malformed."""
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
 def response_flag(headers: httpx.Headers, name: str) -> bool:
     """A boolean protocol header of a response (only ``true`` counts)."""
     return p.flag(headers.get(name))

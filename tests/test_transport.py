@@ -18,7 +18,8 @@ from durable_streams import (
     RetryPolicy,
     ServerError,
 )
-from durable_streams._transport import MAX_BUFFERED_BODY, Transport, header_int, response_flag
+from durable_streams._protocol import header_int
+from durable_streams._transport import MAX_BUFFERED_BODY, Transport, response_flag
 
 pytestmark = pytest.mark.anyio
 

@@ -5,10 +5,21 @@ size, so adding an item is cheap), the queue of cut batches, and the producer's
 ``(epoch, seq)`` state. Its sender task cuts batches (size, item count or
 linger) and starts one worker per batch, at most ``max_in_flight`` at once.
 
+Pipelined batches must reach the server in seq order, or it answers 409
+(sequence gap) and the whole body is sent again. Two things keep them in order:
+a batch's first attempt starts writing only once the previous batch's body is
+fully written to its connection (or that attempt ended), so bodies go on the
+wire in order while responses overlap; and the pipeline depth adapts. A busy
+server that finds several complete bodies waiting on different connections
+picks them in no particular order (the reference server does). So at most 2
+batches are sent ahead at first; every ``GROW_AFTER`` gap-free batches allow one
+more, up to ``max_in_flight``, and each gap halves it again (not below 2).
+
 A worker resends its batch with the same tuple and the same bytes after a
-retryable failure, and counts 200 and 204 (duplicate) as success. A 409
-sequence gap means an earlier batch has not landed yet: the worker waits until
-no earlier batch is in flight and sends again.
+retryable failure (without waiting: its place in the order is lost anyway), and
+counts 200 and 204 (duplicate) as success. A 409 sequence gap means an earlier
+batch has not landed yet: the worker waits until no earlier batch is in flight
+(their responses, not just their bodies) and sends again.
 
 Epoch changes share one path (auto-claim after a 403, recovery after a batch
 failed for good or the server forgot the producer, ``restart()``): nothing new
@@ -52,6 +63,9 @@ __all__ = ["Batch", "Batcher", "ProducerOnError", "Waiter"]
 
 logger = logging.getLogger("durable_streams")
 
+#: Gap-free batches after which the pipeline may grow by one again.
+GROW_AFTER = 16
+
 ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
 """``on_error(error, failure)``: called once for every batch that failed for good
 (sync or async; an exception it raises is logged and ignored)."""
@@ -72,6 +86,7 @@ class Batch:
     """One request's worth of items, with the tuple it is currently sent under."""
 
     __slots__ = (
+        "after",
         "body",
         "close",
         "counted_bytes",
@@ -83,6 +98,7 @@ class Batch:
         "response",
         "seq",
         "waiters",
+        "written",
     )
 
     def __init__(self, id: int, body: bytes, item_count: int, waiters: list[Waiter]) -> None:
@@ -97,6 +113,10 @@ class Batch:
         self.maybe_stored = False  # an attempt under the current tuple failed ambiguously
         self.response: httpx.Response | None = None
         self.error: DurableStreamError | None = None
+        # Set once this dispatch's first attempt wrote its body or ended; the next
+        # batch's first attempt waits for it (``after``) so bodies arrive in seq order.
+        self.written: anyio.Event | None = None
+        self.after: anyio.Event | None = None
 
 
 class Batcher:
@@ -151,6 +171,10 @@ class Batcher:
         self.next_seq = 0
         self.epoch_confirmed = False  # seq 0 of this epoch is acknowledged
         self.in_flight: set[int] = set()  # seqs of the current epoch being delivered
+        self.last_written: anyio.Event | None = None  # ``written`` of the last dispatched batch
+        # Batches sent ahead now: starts low, grows while no gaps, halves on one.
+        self.window = min(2, max_in_flight)
+        self.clean_acks = 0  # batches acknowledged without a gap since the window last moved
         self.requeued: list[Batch] = []
         self.epoch_change = False  # renumber into epoch + 1 once nothing is in flight
         self.claim_epoch: int | None = None  # ... or into this epoch (auto-claim)
@@ -246,7 +270,7 @@ class Batcher:
             elif self.queue:
                 # Seq 0 of an epoch goes alone: the server rejects seq > 0 in an epoch it
                 # has not seen yet (400), so pipelining starts once the epoch is established.
-                if len(self.in_flight) < self.max_in_flight and (
+                if len(self.in_flight) < self.window and (
                     self.next_seq == 0 or self.epoch_confirmed
                 ):
                     self.dispatch(self.queue.popleft(), task_group)
@@ -272,6 +296,8 @@ class Batcher:
         batch.maybe_stored = False
         self.next_seq += 1
         self.in_flight.add(batch.seq)
+        batch.after = self.last_written
+        batch.written = self.last_written = anyio.Event()
         task_group.start_soon(self.deliver, batch)
 
     def renumber(self) -> None:
@@ -295,6 +321,7 @@ class Batcher:
             self.epoch_changes += 1
             self.next_seq = 0
             self.epoch_confirmed = False
+        self.last_written = None  # nothing is in flight: the new epoch's seq 0 goes at once
         self.queue.extendleft(sorted(self.requeued, key=lambda b: b.id, reverse=True))
         self.requeued = []
         self.notify()
@@ -305,6 +332,8 @@ class Batcher:
         try:
             await self._deliver(batch)
         finally:
+            if batch.written is not None:  # never leave the next batch waiting
+                batch.written.set()
             self.in_flight.discard(batch.seq)
             self.notify()
 
@@ -316,6 +345,8 @@ class Batcher:
                 response = await self.post(batch)
             except ProducerSequenceGapError:
                 self.sequence_gaps += 1
+                if not gap_seen:
+                    self.narrow()
                 await self.wait_for(lambda: min(self.in_flight) >= batch.seq)
                 if self.epoch_change or self.claim_epoch is not None or gap_seen:
                     # An earlier batch failed or moved to a new epoch, or the server
@@ -365,7 +396,7 @@ class Batcher:
                 )
                 await _retry._sleep(delay)
                 continue
-            self.ack(batch, response)
+            self.ack(batch, response, gap_seen=gap_seen)
             return
 
     async def post(self, batch: Batch) -> httpx.Response:
@@ -386,10 +417,25 @@ class Batcher:
             params=self.params,
             content=batch.body,
         )
-        response = await self.transport.send(request, operation=operation)
+        written = batch.written
+        if written is not None:
+            request.extensions["trace"] = _when_body_written(written)
+        after, batch.after = batch.after, None
+        if after is not None:
+            await after.wait()
+        try:
+            response = await self.transport.send(request, operation=operation)
+        finally:
+            if written is not None:  # the attempt ended: whatever follows may go
+                written.set()
         if response.status_code not in (200, 204):
             raise error_for_response(response, operation=operation, body=response.content)
         return response
+
+    def narrow(self) -> None:
+        """A batch overtook an earlier one: send fewer ahead."""
+        self.window = max(min(2, self.max_in_flight), self.window // 2)
+        self.clean_acks = 0
 
     def requeue(self, batch: Batch, claim: int | None = None) -> None:
         self.requeued.append(batch)
@@ -398,8 +444,13 @@ class Batcher:
         else:
             self.epoch_change = True
 
-    def ack(self, batch: Batch, response: httpx.Response) -> None:
+    def ack(self, batch: Batch, response: httpx.Response, *, gap_seen: bool = False) -> None:
         duplicate = response.status_code == 204
+        if not gap_seen and self.window < self.max_in_flight:
+            self.clean_acks += 1
+            if self.clean_acks >= GROW_AFTER:
+                self.window += 1
+                self.clean_acks = 0
         self.acked_batches += 1
         self.acked_messages += batch.item_count
         if duplicate:
@@ -470,3 +521,18 @@ class Batcher:
             waiter.error = error
             waiter.done.set()
         self.notify()
+
+
+def _when_body_written(written: anyio.Event) -> Callable[[str, object], Awaitable[None]]:
+    """An httpcore ``trace`` callback that sets ``written`` once the body is on the wire.
+
+    httpx has no hook for "request written"; the trace extension reports it
+    (``http11.send_request_body.complete``, or ``.failed``). Other transports
+    never call it, and the attempt's end sets the event instead.
+    """
+
+    async def trace(name: str, info: object) -> None:
+        if name.endswith(("send_request_body.complete", "send_request_body.failed")):
+            written.set()
+
+    return trace

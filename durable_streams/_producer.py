@@ -49,7 +49,9 @@ class IdempotentProducer:
     A batch is sent when it reaches ``max_batch_bytes`` or ``max_batch_items``,
     or ``linger_ms`` after its first item; one item larger than
     ``max_batch_bytes`` goes alone. Up to ``max_in_flight`` batches are in
-    flight, each with its own ``Producer-Seq``. Network errors, timeouts, 5xx
+    flight, each with its own ``Producer-Seq``, their bodies written in seq
+    order; the producer starts with 2 and sends more ahead while the server
+    takes them in order (fewer after a 409 gap). Network errors, timeouts, 5xx
     and 429 are retried with the same ``(producer id, epoch, seq)`` and bytes
     under ``retry`` (the handle's policy by default; ``Retry-After`` honoured).
 

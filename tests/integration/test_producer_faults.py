@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -41,6 +41,9 @@ PHASES: list[dict[str, Any] | None] = [
 ]
 
 
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
 class LosingProxy:
     """A TCP proxy that, while ``lose`` is set, drops the connection instead of
     forwarding a response (so the server applied the request, the client never hears)."""
@@ -59,16 +62,20 @@ class LosingProxy:
         ):
 
             async def forward_requests() -> None:
-                async for chunk in client:
-                    await upstream.send(chunk)
+                with suppress(*_BROKEN):
+                    async for chunk in client:
+                        await upstream.send(chunk)
                 pump.cancel_scope.cancel()
 
             pump.start_soon(forward_requests)
-            async for chunk in upstream:
-                if self.lose and self.random.random() < self.lose:
-                    self.lost += 1
-                    break
-                await client.send(chunk)
+            # Either side may reset its connection (the server's dropConnection fault, or
+            # the client giving up on a slow response): that ends this pair, not the proxy.
+            with suppress(*_BROKEN):
+                async for chunk in upstream:
+                    if self.lose and self.random.random() < self.lose:
+                        self.lost += 1
+                        break
+                    await client.send(chunk)
             pump.cancel_scope.cancel()
 
 

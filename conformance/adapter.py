@@ -9,7 +9,10 @@ belongs in the SDK, not here.
 Plain appends use ``append_retry="at-least-once"``: the suite expects a plain
 append to be retried after a 500, accepting a possible duplicate.
 
-Run it with ``conformance/run-adapter`` (the project's virtualenv Python).
+Run it with ``conformance/run-adapter`` (the project's virtualenv Python). This
+file is the protocol loop, the command dispatch and the stream, read and producer
+commands; its sibling modules (imported from the script's own directory) hold the
+replies, the read bookkeeping, ``validate`` and ``benchmark``.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ import binascii
 import contextlib
 import json
 import os
-import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import benchmark
 import httpx
+import validate
 from anyio.abc import TaskGroup, TaskStatus
+from reads import ReadOutcome, is_json_type
+from replies import Command, Failure, Reply, error_reply
 
 import durable_streams as ds
 
@@ -47,7 +52,6 @@ FEATURES = {
 }
 DEFAULT_READ_TIMEOUT_MS = 5000
 DEFAULT_MAX_CHUNKS = 100
-ROUNDTRIP_TIMEOUT = 30.0  # well inside the runner's 60 s per benchmark command
 LIVE_MODES: dict[Any, ds.LiveMode] = {
     False: False,
     True: "auto",
@@ -55,33 +59,6 @@ LIVE_MODES: dict[Any, ds.LiveMode] = {
     "sse": "sse",
     "auto": "auto",
 }
-# RetryPolicy field -> the suite's option name (validate retry-options).
-RETRY_FIELDS = {
-    "max_attempts": "maxRetries",
-    "initial_delay": "initialDelayMs",
-    "max_delay": "maxDelayMs",
-    "multiplier": "multiplier",
-}
-
-Command = dict[str, Any]
-Reply = dict[str, Any]
-
-
-class Failure(Exception):
-    """An error reply the adapter itself decides (unknown command, bad input, deadline)."""
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
-def is_json_type(content_type: str | None) -> bool:
-    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
-
-
-def camel(name: str) -> str:
-    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
 
 
 @dataclass
@@ -99,63 +76,6 @@ class Dynamic:
         if self.kind == "timestamp":
             return str(int(time.time() * 1000))
         return self.initial or ""
-
-
-@dataclass
-class ReadOutcome:
-    """What a ``read`` command reports, built up batch by batch."""
-
-    offset: str
-    status: int = 200
-    chunks: list[Reply] = field(default_factory=list)
-    up_to_date: bool = False
-    closed: bool = False
-    cursor: str | None = None
-    json_mode: bool = False
-    # Catch-up reads report one chunk: the whole body, or one array of all messages.
-    body: bytearray = field(default_factory=bytearray)
-    items: list[Any] = field(default_factory=list)
-
-    def take(self, batch: ds.Batch, *, live: bool) -> None:
-        """Record a batch: its state, and its data as a chunk (live) or into the body."""
-        self.offset = batch.offset
-        self.up_to_date = batch.up_to_date
-        self.closed = batch.closed
-        if batch.cursor:
-            self.cursor = batch.cursor
-        if not live:
-            if self.json_mode:
-                self.items.extend(batch.items)
-            else:
-                self.body += batch.data
-            return
-        if self.json_mode:
-            items = batch.items
-            text = json.dumps(items, separators=(",", ":"), ensure_ascii=False) if items else ""
-        else:
-            text = batch.data.decode("utf-8", "replace")
-        if text:  # never an empty chunk
-            self.chunks.append({"data": text, "offset": batch.offset})
-
-    def finish_catch_up(self) -> None:
-        if self.json_mode and self.items:
-            text = json.dumps(self.items, separators=(",", ":"), ensure_ascii=False)
-        else:
-            text = self.body.decode("utf-8", "replace")
-        if text:
-            self.chunks = [{"data": text, "offset": self.offset}]
-
-    def reply(self) -> Reply:
-        reply: Reply = {
-            "status": self.status,
-            "chunks": self.chunks,
-            "offset": self.offset,
-            "upToDate": self.up_to_date,
-            "streamClosed": self.closed,
-        }
-        if self.cursor:
-            reply["cursor"] = self.cursor
-        return reply
 
 
 @dataclass
@@ -477,181 +397,17 @@ class Adapter:
         self.dynamic_params.clear()
         return {}
 
-    # -- validate ----------------------------------------------------------------------------------
+    # -- validate and benchmark ------------------------------------------------------------------
 
     async def cmd_validate(self, command: Command, arrived: float) -> Reply:
-        target = command.get("target")
-        if not isinstance(target, dict):
-            raise Failure("INVALID_ARGUMENT", "validate: target must be an object")
-        kind = target.get("target")
-        try:
-            if kind == "retry-options":
-                validate_retry_options(target)
-            elif kind == "idempotent-producer":
-                self.validate_producer(target)
-            else:
-                raise Failure("NOT_SUPPORTED", f"validate: unknown target {kind!r}")
-        except ds.InvalidArgumentError as exc:
-            names = RETRY_FIELDS if kind == "retry-options" else {}
-            name = names.get(exc.field or "", camel(exc.field or ""))
-            raise Failure("INVALID_ARGUMENT", f"invalid {name}: {exc}") from None
-        return {}
-
-    def validate_producer(self, target: dict[str, Any]) -> None:
-        options: dict[str, Any] = {}
-        for name in ("epoch", "maxBatchBytes", "maxBatchItems", "lingerMs", "maxInFlight"):
-            if name in target:
-                options[re.sub(r"([A-Z])", r"_\1", name).lower()] = target[name]
-        handle = ds.StreamHandle(self.server_url + "/__validate__", client=self.client)
-        ds.IdempotentProducer(handle, str(target.get("producerId", "validate-producer")), **options)
-
-    # -- benchmark -----------------------------------------------------------------------------
+        return validate.run(command, client=self.client, server_url=self.server_url)
 
     async def cmd_benchmark(self, command: Command, arrived: float) -> Reply:
-        operation = command.get("operation")
-        if not isinstance(operation, dict):
-            raise Failure("INVALID_ARGUMENT", "benchmark: operation must be an object")
-        op = str(operation.get("op"))
-        runner: Callable[[dict[str, Any]], Awaitable[tuple[int, Reply]]] | None = getattr(
-            self, "bench_" + op, None
-        )
-        if runner is None:
-            raise Failure("NOT_SUPPORTED", f"benchmark: unknown op {op!r}")
-        duration, metrics = await runner(operation)
-        return {
-            "iterationId": command.get("iterationId"),
-            "durationNs": str(duration),
-            "metrics": metrics,
-        }
-
-    async def bench_append(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        handle = self.stream(str(op["path"]))
-        payload = b"x" * int(op["size"])
-        if handle.content_type is None:
-            await handle.head()  # learn the content type outside the timed part
-        start = time.perf_counter_ns()
-        await handle.append(payload)
-        return time.perf_counter_ns() - start, {"bytesTransferred": len(payload)}
-
-    async def bench_read(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        handle = self.stream(str(op["path"]))
-        start = time.perf_counter_ns()
-        async with handle.stream(str(op.get("offset") or "-1")) as res:
-            body = await res.body()
-        return time.perf_counter_ns() - start, {"bytesTransferred": len(body)}
-
-    async def bench_roundtrip(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        path = str(op["path"])
-        size = int(op["size"])
-        content_type = str(op.get("contentType") or "application/octet-stream")
-        live: ds.LiveMode = "sse" if op.get("live") == "sse" else "long-poll"
-        payload = (
-            json.dumps("x" * max(0, size - 2)).encode()
-            if is_json_type(content_type)
-            else (b"x" * size)
-        )
-        self.handles.pop(path, None)
-        handle = self.stream(path)
-        received = 0
-        start = time.perf_counter_ns()
-        await handle.create(content_type=content_type)
-        with anyio.fail_after(ROUNDTRIP_TIMEOUT):
-            async with handle.stream("-1", live=live) as res:
-
-                async def read_until_data() -> None:
-                    nonlocal received
-                    async for batch in res:
-                        if len(batch):  # items or bytes: an empty JSON batch still reads "[]"
-                            received = len(batch.data)
-                            return
-
-                # The response stays open until the reader has seen the data.
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(read_until_data)
-                    await handle.append(payload)
-        return time.perf_counter_ns() - start, {"bytesTransferred": size + received}
-
-    async def bench_create(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        path = str(op["path"])
-        self.handles.pop(path, None)
-        handle = self.stream(path)
-        start = time.perf_counter_ns()
-        await handle.create(content_type=str(op.get("contentType") or "application/octet-stream"))
-        return time.perf_counter_ns() - start, {}
-
-    async def bench_throughput_append(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        handle = self.stream(str(op["path"]))
-        count, size = int(op["count"]), int(op["size"])
-        start = time.perf_counter_ns()
-        with contextlib.suppress(ds.StreamConfigMismatchError):  # it exists already
-            await handle.create(content_type=handle.content_type or "application/octet-stream")
-        if handle.content_type is None:
-            await handle.head()
-        json_mode = is_json_type(handle.content_type)
-        payload = json.dumps("x" * max(0, size - 2)) if json_mode else "x" * size
-        concurrency = max(1, int(op.get("concurrency") or 1))
-        async with ds.IdempotentProducer(
-            handle, f"bench-{uuid.uuid4().hex}", max_in_flight=concurrency
-        ) as producer:
-            for _ in range(count):
-                await producer.wait_for_capacity()
-                producer.append(payload)
-            await producer.flush()
-        elapsed = time.perf_counter_ns() - start
-        return elapsed, {"bytesTransferred": count * size, "messagesProcessed": count}
-
-    async def bench_throughput_read(self, op: dict[str, Any]) -> tuple[int, Reply]:
-        handle = self.stream(str(op["path"]))
-        messages = size = 0
-        start = time.perf_counter_ns()
-        async with handle.stream("-1") as res:
-            async for batch in res:
-                messages += len(batch.items)
-                size += len(batch.data)
-        elapsed = time.perf_counter_ns() - start
-        return elapsed, {"messagesProcessed": messages, "bytesTransferred": size}
+        return await benchmark.run(self, command)
 
 
 def producer_key(command: Command) -> tuple[str, str, int]:
     return str(command["path"]), str(command.get("producerId", "")), int(command.get("epoch", 0))
-
-
-def validate_retry_options(target: dict[str, Any]) -> None:
-    options: dict[str, Any] = {}
-    if "maxRetries" in target:
-        options["max_attempts"] = target["maxRetries"] + 1
-    if "initialDelayMs" in target:
-        options["initial_delay"] = target["initialDelayMs"] / 1000
-    if "maxDelayMs" in target:
-        options["max_delay"] = target["maxDelayMs"] / 1000
-    if "multiplier" in target:
-        options["multiplier"] = target["multiplier"]
-    ds.RetryPolicy(**options)
-
-
-def error_reply(kind: str, command: Command, exc: Exception) -> Reply:
-    """The protocol's error reply for an exception, mapped by the SDK's error codes."""
-    if isinstance(exc, ds.ProducerFlushError) and exc.failures:
-        exc = exc.failures[0].error
-    where = f"{kind} {command.get('path', '')}".rstrip()
-    status: int | None = None
-    if isinstance(exc, Failure):
-        code, status, message = exc.code, exc.status, str(exc)
-    elif isinstance(exc, ds.DurableStreamError):
-        code, status, message = exc.code, exc.status, f"{where}: {exc}"
-    elif isinstance(exc, KeyError):
-        code, message = "INVALID_ARGUMENT", f"{where}: the command lacks field {exc}"
-    else:
-        code, message = "INTERNAL_ERROR", f"{where}: {type(exc).__name__}: {exc}"
-        print(f"adapter: {message}", file=sys.stderr, flush=True)
-    reply: Reply = {"type": "error", "success": False, "commandType": kind, "errorCode": code}
-    reply["message"] = message
-    if status is not None:
-        reply["status"] = status
-    if isinstance(exc, ds.ProducerSequenceGapError):
-        details = {"producerExpectedSeq": exc.expected_seq, "producerReceivedSeq": exc.received_seq}
-        reply["details"] = {k: v for k, v in details.items() if v is not None}
-    return reply
 
 
 def write_reply(reply: Reply) -> None:

@@ -6,14 +6,12 @@ size, so adding an item is cheap), the queue of cut batches, and the producer's
 linger) and starts one worker per batch, at most ``max_in_flight`` at once.
 
 Pipelined batches must reach the server in seq order, or it answers 409
-(sequence gap) and the whole body is sent again. Two things keep them in order:
-a batch's first attempt starts writing only once the previous batch's body is
-fully written to its connection (or that attempt ended), so bodies go on the
-wire in order while responses overlap; and the pipeline depth adapts. A busy
-server that finds several complete bodies waiting on different connections
-picks them in no particular order (the reference server does). So at most 2
-batches are sent ahead at first; every ``GROW_AFTER`` gap-free batches allow one
-more, up to ``max_in_flight``, and each gap halves it again (not below 2).
+(sequence gap) and the whole body is sent again. Bodies go on the wire in seq
+order (see :mod:`._batch`), and the pipeline depth adapts: a busy server that
+finds several complete bodies waiting on different connections picks them in
+no particular order (the reference server does). So at most 2 batches are sent
+ahead at first; every ``GROW_AFTER`` gap-free batches allow one more, up to
+``max_in_flight``, and each gap halves it again (not below 2).
 
 A worker resends its batch with the same tuple and the same bytes after a
 retryable failure (without waiting: its place in the order is lost anyway), and
@@ -35,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -44,6 +43,7 @@ from anyio.abc import TaskGroup
 
 from . import _protocol as p
 from . import _retry
+from ._batch import Batch, Waiter, when_body_written
 from ._codec import join_items
 from ._errors import (
     DurableStreamError,
@@ -59,7 +59,7 @@ from ._models import BatchFailure, ProducerAck, ProducerStats
 from ._retry import RetryPolicy, is_retryable
 from ._transport import HeadersArg, ParamsArg, Transport
 
-__all__ = ["Batch", "Batcher", "ProducerOnError", "Waiter"]
+__all__ = ["Batcher", "ProducerOnError"]
 
 logger = logging.getLogger("durable_streams")
 
@@ -69,54 +69,6 @@ GROW_AFTER = 16
 ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
 """``on_error(error, failure)``: called once for every batch that failed for good
 (sync or async; an exception it raises is logged and ignored)."""
-
-
-class Waiter:
-    """One ``send()`` caller waiting for the batch that carries its item."""
-
-    __slots__ = ("ack", "done", "error")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.ack: ProducerAck | None = None
-        self.error: DurableStreamError | None = None
-
-
-class Batch:
-    """One request's worth of items, with the tuple it is currently sent under."""
-
-    __slots__ = (
-        "after",
-        "body",
-        "close",
-        "counted_bytes",
-        "epoch",
-        "error",
-        "id",
-        "item_count",
-        "maybe_stored",
-        "response",
-        "seq",
-        "waiters",
-        "written",
-    )
-
-    def __init__(self, id: int, body: bytes, item_count: int, waiters: list[Waiter]) -> None:
-        self.id = id  # append order; never changes when the batch is renumbered
-        self.body = body
-        self.item_count = item_count
-        self.counted_bytes = 0  # its share of max_buffered_bytes
-        self.waiters = waiters
-        self.close = False
-        self.epoch = -1
-        self.seq = -1
-        self.maybe_stored = False  # an attempt under the current tuple failed ambiguously
-        self.response: httpx.Response | None = None
-        self.error: DurableStreamError | None = None
-        # Set once this dispatch's first attempt wrote its body or ended; the next
-        # batch's first attempt waits for it (``after``) so bodies arrive in seq order.
-        self.written: anyio.Event | None = None
-        self.after: anyio.Event | None = None
 
 
 class Batcher:
@@ -178,7 +130,9 @@ class Batcher:
         self.requeued: list[Batch] = []
         self.epoch_change = False  # renumber into epoch + 1 once nothing is in flight
         self.claim_epoch: int | None = None  # ... or into this epoch (auto-claim)
-        self.fatal: DurableStreamError | None = None  # fenced or closed: nothing more is sent
+        self._fatal: DurableStreamError | None = None  # fenced or closed: nothing more is sent
+        self.accepting = False  # the producer is running and takes items
+        self.fast_limit = -1  # see refresh_fast_limit()
         self.failures: list[BatchFailure] = []
 
         self.acked_messages = 0
@@ -188,6 +142,16 @@ class Batcher:
         self.retries = 0
         self.sequence_gaps = 0
         self.epoch_changes = 0
+
+    @property
+    def fatal(self) -> DurableStreamError | None:
+        """Set once the producer is fenced, its stream closed or gone, or it was cancelled."""
+        return self._fatal
+
+    @fatal.setter
+    def fatal(self, error: DurableStreamError | None) -> None:
+        self._fatal = error
+        self.refresh_fast_limit()
 
     def stats(self) -> ProducerStats:
         return ProducerStats(
@@ -215,6 +179,24 @@ class Batcher:
     # Items are added by IdempotentProducer.append, inlined there for speed: the open
     # batch is ``items`` and ``open_bytes``, which always equals the length of its body.
 
+    def refresh_fast_limit(self) -> None:
+        """Recompute the open-batch size up to which ``append()`` only adds the item.
+
+        Below it a running producer's non-empty open batch takes the item without
+        being cut, filling the buffer or starting the linger timer; -1 sends every
+        append through all the checks. Called whenever one of its inputs changes.
+        """
+        if (
+            self.items
+            and self.accepting
+            and self._fatal is None
+            and self.max_batch_items == sys.maxsize  # no item-count limit
+        ):
+            room = self.max_buffered_bytes - self.queued_bytes
+            self.fast_limit = min(self.max_batch_bytes - 1, room)
+        else:
+            self.fast_limit = -1
+
     @property
     def buffered_bytes(self) -> int:
         """Body bytes of everything appended and not yet settled."""
@@ -236,6 +218,7 @@ class Batcher:
         self.items = []
         self.open_bytes = self.overhead
         self.open_waiters = []
+        self.refresh_fast_limit()
         self.queue.append(batch)
         self.notify()
 
@@ -419,7 +402,7 @@ class Batcher:
         )
         written = batch.written
         if written is not None:
-            request.extensions["trace"] = _when_body_written(written)
+            request.extensions["trace"] = when_body_written(written)
         after, batch.after = batch.after, None
         if after is not None:
             await after.wait()
@@ -497,6 +480,7 @@ class Batcher:
     def settle(self, batch: Batch) -> None:
         del self.unsettled[batch.id]
         self.queued_bytes -= batch.counted_bytes
+        self.refresh_fast_limit()
         self.notify()
 
     # -- waking ------------------------------------------------------------------------------
@@ -521,18 +505,3 @@ class Batcher:
             waiter.error = error
             waiter.done.set()
         self.notify()
-
-
-def _when_body_written(written: anyio.Event) -> Callable[[str, object], Awaitable[None]]:
-    """An httpcore ``trace`` callback that sets ``written`` once the body is on the wire.
-
-    httpx has no hook for "request written"; the trace extension reports it
-    (``http11.send_request_body.complete``, or ``.failed``). Other transports
-    never call it, and the attempt's end sets the event instead.
-    """
-
-    async def trace(name: str, info: object) -> None:
-        if name.endswith(("send_request_body.complete", "send_request_body.failed")):
-            written.set()
-
-    return trace

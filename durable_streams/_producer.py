@@ -16,7 +16,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
-from ._batcher import Batcher, ProducerOnError, Waiter
+from ._batch import Waiter
+from ._batcher import Batcher, ProducerOnError
 from ._codec import encode_item, join_items
 from ._errors import (
     EmptyAppendError,
@@ -253,7 +254,7 @@ class IdempotentProducer:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        self._state = _RUNNING
+        self._set_state(_RUNNING)
         task_group.start_soon(self._batcher.run, task_group)
 
     async def detach(self) -> None:
@@ -317,7 +318,7 @@ class IdempotentProducer:
     async def _finish(self, close_body: bytes | None = None) -> CloseResult | None:
         """Flush, optionally close the stream, then let the sender stop."""
         self._require_running(fatal=False)
-        self._state = _STOPPING
+        self._set_state(_STOPPING)
         batcher = self._batcher
         try:
             await self._flush()
@@ -340,9 +341,14 @@ class IdempotentProducer:
         return self._close_result
 
     def _stop_sender(self) -> None:
-        self._state = _STOPPED
+        self._set_state(_STOPPED)
         self._batcher.stopped = True
         self._batcher.notify()
+
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        self._batcher.accepting = state == _RUNNING
+        self._batcher.refresh_fast_limit()
 
     async def _abort(self) -> None:
         if self._task_group is not None:
@@ -376,13 +382,27 @@ class IdempotentProducer:
             producer.append({"type": "click", "x": 3})
             producer.append(b'{"type":"pre-serialised"}')
         """
-        # The hot path of the producer: no locks, awaits or allocations beyond the item.
+        # The hot path of the producer. While the item fits the running producer's open
+        # batch without cutting it or filling the buffer (the batcher keeps fast_limit
+        # current), adding it is all there is to do; everything else takes _add().
+        batcher = self._batcher
+        if type(item) is not bytes:
+            if batcher.fatal is not None or self._state != _RUNNING:
+                self._require_running()
+            item = encode_item(item, json_mode=batcher.json_mode)
+        open_bytes = batcher.open_bytes + len(item) + batcher.separator
+        if open_bytes <= batcher.fast_limit and item:
+            batcher.open_bytes = open_bytes
+            batcher.items.append(item)
+        else:
+            self._add(item)
+
+    def _add(self, item: bytes) -> None:
+        """``append()`` with every check: state, empty item, buffer room, cutting, linger."""
         batcher = self._batcher
         if batcher.fatal is not None or self._state != _RUNNING:
             self._require_running()
-        if type(item) is not bytes:
-            item = encode_item(item, json_mode=batcher.json_mode)
-        elif not item:
+        if not item:
             raise EmptyAppendError("cannot append empty data")
         cost = len(item) + batcher.separator
         open_bytes = batcher.open_bytes
@@ -402,8 +422,10 @@ class IdempotentProducer:
         count = len(items)
         if open_bytes >= batcher.max_batch_bytes or count >= batcher.max_batch_items:
             batcher.cut()
-        elif count == 1:
-            batcher.notify()  # the sender starts the linger timer
+        else:
+            if count == 1:
+                batcher.notify()  # the sender starts the linger timer
+            batcher.refresh_fast_limit()
 
     async def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.

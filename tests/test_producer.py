@@ -4,9 +4,11 @@ the answers to 403/409/4xx (respx; no server, no real sleeping)."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -20,6 +22,7 @@ from durable_streams import (
     IdempotentProducer,
     InvalidArgumentError,
     NotFoundError,
+    ProducerBufferFullError,
     ProducerError,
     ProducerFlushError,
     ProducerStats,
@@ -162,6 +165,88 @@ async def test_encoding_errors_surface_at_append_and_close(
         with pytest.raises(InvalidArgumentError):
             await producer.close(final=object())
     assert server.requests == []
+
+
+async def test_appends_cut_batches_and_fill_the_buffer_exactly_at_the_limits(
+    server: Server, handle: StreamHandle
+) -> None:
+    # A model of the documented rules, checked item by item against the producer
+    # (most appends take its fast path, so this pins that path to the rules).
+    max_batch, max_buffered = 64, 3000
+    rng = random.Random(3)
+    cut: list[list[bytes]] = []
+    open_items: list[bytes] = []
+    open_bytes = queued = 1  # a JSON body is "[" + items joined by "," + "]"
+    queued = 0
+    async with IdempotentProducer(
+        handle, "p", max_batch_bytes=max_batch, max_buffered_bytes=max_buffered, linger_ms=10_000
+    ) as producer:
+        for n in range(300):
+            item = b'"%d%s"' % (n, b"x" * rng.randint(0, 30))
+            cost = len(item) + 1
+            if queued + open_bytes + cost > max_buffered:
+                with pytest.raises(ProducerBufferFullError):
+                    producer.append(item)
+                continue
+            if open_bytes + cost > max_batch and open_items:
+                cut.append(open_items)
+                queued += open_bytes
+                open_items, open_bytes = [], 1
+            producer.append(item)
+            open_items.append(item)
+            open_bytes += cost
+            if open_bytes >= max_batch:
+                cut.append(open_items)
+                queued += open_bytes
+                open_items, open_bytes = [], 1
+            assert producer.buffered_bytes == queued + (open_bytes if open_items else 0)
+        assert queued + open_bytes > max_buffered - 40  # the buffer did fill up
+        await producer.flush()
+    expected = [b"[" + b",".join(items) + b"]" for items in [*cut, open_items] if items]
+    assert [request.content for request in server.requests] == expected
+
+
+async def test_the_buffer_limit_is_exact(server: Server, handle: StreamHandle) -> None:
+    async with IdempotentProducer(handle, "p", max_buffered_bytes=100) as producer:
+        for n in range(8):
+            producer.append(b'"%08d"' % n)  # 10 bytes + a separator each
+        assert producer.buffered_bytes == 89  # with the body's "[" and "]"
+        with pytest.raises(ProducerBufferFullError):
+            producer.append(b'"123456789"')  # 101 bytes
+        producer.append(b'"12345678"')  # exactly 100
+        assert producer.buffered_bytes == 100
+        with pytest.raises(ProducerBufferFullError):
+            producer.append(b"1")
+
+
+async def test_append_raises_as_soon_as_the_stream_is_gone(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [status(404)]
+    outcomes: list[type[BaseException] | None] = []  # of the append in each on_error call
+    reported = anyio.Event()
+
+    def on_error(error: DurableStreamError, failure: BatchFailure) -> None:
+        # The first call runs before the sender wakes up, while the open batch holds b'"b"'.
+        try:
+            producer.append(b'"c"')
+            outcomes.append(None)
+        except DurableStreamError as exc:
+            outcomes.append(type(exc))
+        reported.set()
+
+    producer = IdempotentProducer(
+        handle, "p", max_batch_bytes=10, linger_ms=10_000, on_error=on_error
+    )
+    async with producer:
+        producer.append(b'"aaaaaaaaaa"')  # too big for a batch of 10 bytes: sent at once
+        producer.append(b'"b"')
+        with anyio.fail_after(5):
+            await reported.wait()
+        assert outcomes[0] is NotFoundError
+        with pytest.raises(ProducerFlushError):
+            await producer.flush()
+    assert len(server.requests) == 1
 
 
 # -- request building ------------------------------------------------------------------------------

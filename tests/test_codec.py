@@ -78,7 +78,7 @@ def test_empty_items_are_refused(value: object, json_mode: bool) -> None:
     with pytest.raises(EmptyAppendError) as caught:
         encode_item(value, json_mode=json_mode)
     assert caught.value.status == 400
-    assert caught.value.code == "INVALID_ARGUMENT"
+    assert caught.value.code == "UNEXPECTED_STATUS"
 
 
 @pytest.mark.parametrize("value", [object(), float("nan"), {"x": [float("-inf")]}, {"x": object()}])

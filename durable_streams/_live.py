@@ -1,19 +1,17 @@
 """The read loop: one loop for catch-up, long-poll, SSE and auto mode.
 
-A read session is a sequence of requests, each answering with "units": the
-data of one catch-up or long-poll response, or of one SSE data+control group,
-together with the offset to resume from. The loop only differs per mode in how
-a unit is fetched; the state machine (catch-up until up-to-date, then live;
-stop at EOF; retry from the current offset) is the same for all of them.
+A read session is a sequence of requests, each answering with units (see
+``_units.py``): the data of one catch-up or long-poll response, or of one SSE
+data+control group, with the offset to resume from. The loop only differs per
+mode in how a unit is fetched; the state machine (catch-up until up-to-date,
+then live; stop at EOF; retry from the current offset) is the same for all.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import anyio
@@ -28,20 +26,30 @@ from ._errors import (
     NetworkError,
     NotSupportedError,
     ParseError,
-    ServerError,
     TransportError,
     UnauthorizedError,
-    error_for_exception,
     error_for_response,
     excerpt,
     redact_url,
 )
 from ._models import RetryWith
 from ._retry import is_retryable
-from ._sse import decode_base64_data, iter_sse_events, parse_control, parse_json_data
+from ._sse import iter_sse_events
 from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, ValueSource
+from ._units import (
+    Unit,
+    body_chunks,
+    check_progress,
+    close,
+    error_body,
+    http_state,
+    is_event_stream,
+    parse_json_body,
+    read_body,
+    sse_unit,
+)
 
-__all__ = ["OnError", "ReadLoop", "Unit"]
+__all__ = ["OnError", "ReadLoop"]
 
 #: How many 401/403 answers in a row ``on_error`` may turn into a retry.
 MAX_AUTH_RETRIES = 3
@@ -54,8 +62,6 @@ MAX_ETAGS = 64
 #: Least read timeout of live requests: above the 30 s long-poll wait and SSE
 #: keep-alive interval of common servers, even when the handle's timeout is short.
 LIVE_READ_TIMEOUT = DEFAULT_TIMEOUT.read or 65.0
-#: Bytes of an error response read for the error message.
-ERROR_BODY_BYTES = 4096
 
 
 OnError: TypeAlias = Callable[
@@ -63,28 +69,6 @@ OnError: TypeAlias = Callable[
 ]
 """``on_error(error)``: sync or async; None = retry per policy, RetryWith = retry with
 new headers/params, raise = stop the session."""
-
-
-@dataclass(slots=True)
-class Unit:
-    """What one response (or one SSE data+control group) delivered.
-
-    ``next_offset`` is None for a partial chunk of a streamed body: the state
-    only advances with the last chunk of a response.
-    """
-
-    data: bytes | None
-    items: list[Any] | None
-    next_offset: str | None
-    cursor: str | None
-    up_to_date: bool
-    closed: bool
-
-    @property
-    def has_data(self) -> bool:
-        if self.items is not None:
-            return bool(self.items)
-        return bool(self.data)
 
 
 def normalize_offset(offset: str | int) -> str:
@@ -246,7 +230,7 @@ class ReadLoop:
         status = response.status_code
         ok = status in (200, 204, 304) if mode != p.LIVE_SSE else status == 200
         if not ok:
-            body = await _error_body(response)
+            body = await error_body(response)
             error = error_for_response(response, operation=operation, body=body, is_read=True)
             if self.live == "auto" and mode == p.LIVE_SSE and _refuses_sse(error):
                 # A server (or proxy) without SSE support: long-poll, which reports any
@@ -254,8 +238,8 @@ class ReadLoop:
                 self._fallback = True
                 return await self._open_once()
             raise error
-        if mode == p.LIVE_SSE and not _is_event_stream(response):
-            await _close(response)
+        if mode == p.LIVE_SSE and not is_event_stream(response):
+            await close(response)
             if self.live == "auto":
                 # Something between us and the server does not do SSE: long-poll instead.
                 self._fallback = True
@@ -271,7 +255,7 @@ class ReadLoop:
         if self.status is None:
             self.status = status
         self.headers = response.headers
-        if not _is_event_stream(response):
+        if not is_event_stream(response):
             found = response.headers.get(p.CONTENT_TYPE)
             if found:
                 self.content_type = found
@@ -299,30 +283,6 @@ class ReadLoop:
                 self._scope = None
         if scope.cancelled_caught:
             raise _Stopped
-
-    async def _body_chunks(
-        self, response: httpx.Response, operation: str
-    ) -> AsyncGenerator[bytes, None]:
-        """The decoded body, with httpx failures turned into typed (retryable) errors."""
-        chunks = response.aiter_bytes()
-        while True:
-            try:
-                with self._interruptible():
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except (httpx.HTTPError, httpx.StreamError) as exc:
-                raise error_for_exception(
-                    exc, operation=operation, url=response.request.url
-                ) from exc
-            yield chunk
-
-    async def _read_body(self, response: httpx.Response, operation: str) -> bytes:
-        try:
-            with self._interruptible():
-                return await response.aread()
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
 
     def _live_timeout(self) -> httpx.Timeout | None:
         """The timeout of a live request: its read timeout outlasts the server's wait."""
@@ -385,7 +345,7 @@ class ReadLoop:
                 if response is None:
                     response = await self._open()
                 try:
-                    if _is_event_stream(response):
+                    if is_event_stream(response):
                         async for unit in self._sse_units(response):
                             yield unit
                     else:
@@ -396,12 +356,12 @@ class ReadLoop:
                         return  # closed by aclose() meanwhile
                     await self._recover(error)
                 finally:
-                    await _close(response)
+                    await close(response)
         except _Stopped:
             return  # stop() interrupted a network wait
         finally:
             if self._pending is not None:
-                await _close(self._pending)
+                await close(self._pending)
                 self._pending = None
 
     async def _http_units(
@@ -419,18 +379,9 @@ class ReadLoop:
             self._advance(unit)
             yield unit
             return
-        headers = response.headers
-        next_offset = headers.get(p.STREAM_NEXT_OFFSET)
-        if not next_offset:
-            raise ParseError(
-                f"read response from {self._where} has no Stream-Next-Offset header",
-                offset=self.offset,
-                status=response.status_code,
-                url=response.request.url,
-            )
-        cursor = headers.get(p.STREAM_CURSOR)
-        closed = p.flag(headers.get(p.STREAM_CLOSED))
-        up_to_date = closed or p.flag(headers.get(p.STREAM_UP_TO_DATE))
+        next_offset, cursor, up_to_date, closed = http_state(
+            response, offset=self.offset, where=self._where
+        )
         operation = f"read ({self.mode})"
         if response.status_code == 204:
             data = b""
@@ -438,7 +389,7 @@ class ReadLoop:
         elif streamed:
             to_skip = self._skip
             held: bytes | None = None
-            async for chunk in self._body_chunks(response, operation):
+            async for chunk in body_chunks(response, operation, self._interruptible):
                 if to_skip:
                     if len(chunk) <= to_skip:
                         to_skip -= len(chunk)
@@ -456,17 +407,15 @@ class ReadLoop:
             data = held or b""
             items = None
         else:
-            data = await self._read_body(response, operation)
-            items = self._parse_json(data) if json_mode else None
-        unit = Unit(data, items, next_offset, cursor, up_to_date, closed)
-        if not unit.has_data and not up_to_date and not closed and next_offset == self.offset:
-            # A server that answers "nothing, not caught up, same offset" would spin us.
-            raise ServerError(
-                f"read from {self._where} made no progress at offset {excerpt(self.offset)}",
-                status=response.status_code,
-                url=response.request.url,
+            data = await read_body(response, operation, self._interruptible)
+            items = (
+                parse_json_body(data, offset=self.offset, where=self._where, url=self.transport.url)
+                if json_mode
+                else None
             )
-        etag = headers.get(p.ETAG)
+        unit = Unit(data, items, next_offset, cursor, up_to_date, closed)
+        check_progress(unit, response, offset=self.offset, where=self._where)
+        etag = response.headers.get(p.ETAG)
         if (
             self._etags is not None
             and etag
@@ -481,25 +430,6 @@ class ReadLoop:
         self._advance(unit)
         yield unit
 
-    def _parse_json(self, body: bytes) -> list[Any]:
-        try:
-            items = json.loads(body) if body else []
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(
-                f"invalid JSON in read response at offset {excerpt(self.offset)} "
-                f"from {self._where}: {exc}",
-                offset=self.offset,
-                url=self.transport.url,
-            ) from None
-        if not isinstance(items, list):
-            raise ParseError(
-                f"read response at offset {excerpt(self.offset)} from {self._where} "
-                "is not a JSON array",
-                offset=self.offset,
-                url=self.transport.url,
-            )
-        return items
-
     async def _sse_units(self, response: httpx.Response) -> AsyncGenerator[Unit, None]:
         base64 = response.headers.get(p.STREAM_SSE_DATA_ENCODING, "").lower() == p.SSE_BASE64
         json_mode = not base64 and self.json_mode
@@ -507,37 +437,16 @@ class ReadLoop:
         controls = 0
         delivered = False
         started = anyio.current_time()
-        events = iter_sse_events(self._body_chunks(response, "read (sse)"))
+        events = iter_sse_events(body_chunks(response, "read (sse)", self._interruptible))
         try:
             async for event in events:
                 if event.event == "data":
                     pending.append(event.data)
                 elif event.event == "control":
-                    control = parse_control(event.data, offset=self.offset)
-                    if base64:
-                        data: bytes | None = b"".join(
-                            decode_base64_data(part, offset=self.offset) for part in pending
-                        )
-                        items: list[Any] | None = None
-                    elif json_mode:
-                        data = None
-                        items = [
-                            item
-                            for part in pending
-                            for item in parse_json_data(part, offset=self.offset)
-                        ]
-                    else:
-                        data = "".join(pending).encode("utf-8")
-                        items = None
-                    pending = []
-                    unit = Unit(
-                        data,
-                        items,
-                        control.next_offset,
-                        control.cursor,
-                        control.up_to_date or control.closed,  # [ref] omits upToDate at EOF
-                        control.closed,
+                    unit = sse_unit(
+                        pending, event.data, base64=base64, json_mode=json_mode, offset=self.offset
                     )
+                    pending = []
                     controls += 1
                     if unit.has_data:
                         delivered = True
@@ -573,30 +482,3 @@ class _Stopped(Exception):
 def _refuses_sse(error: DurableStreamError) -> bool:
     """A status that means "no SSE here" rather than "no such stream/offset"."""
     return isinstance(error, NotSupportedError) or type(error) is BadRequestError
-
-
-def _is_event_stream(response: httpx.Response) -> bool:
-    return p.media_type(response.headers.get(p.CONTENT_TYPE)) == p.EVENT_STREAM_MEDIA_TYPE
-
-
-async def _error_body(response: httpx.Response) -> bytes:
-    """The start of an error response's body (enough for the message), then close it."""
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= ERROR_BODY_BYTES:
-                break
-    except (httpx.HTTPError, httpx.StreamError):
-        pass
-    finally:
-        await _close(response)
-    return b"".join(parts)[:ERROR_BODY_BYTES]
-
-
-async def _close(response: httpx.Response) -> None:
-    # Shielded: a cancelled reader must still give its connection back.
-    with anyio.CancelScope(shield=True):
-        await response.aclose()

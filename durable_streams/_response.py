@@ -23,9 +23,10 @@ import pydantic
 
 from . import _protocol as p
 from ._errors import ParseError, UsageError, ValidationError, excerpt, redact_url
-from ._live import OnError, ReadLoop, Unit
+from ._live import OnError, ReadLoop
 from ._models import Batch
 from ._transport import HeadersArg, ParamsArg, Transport
+from ._units import Unit
 
 __all__ = ["StreamRequest", "StreamResponse"]
 

@@ -1,0 +1,192 @@
+"""Units: what one read response delivers, decoded from HTTP bodies and SSE events.
+
+A unit is the data of one catch-up or long-poll response, or of one SSE
+data+control group, with the offset to resume from. The read loop
+(``_live.py``) decides which request to send and how to move on from a unit;
+this module reads response bodies (httpx failures become typed errors),
+turns what they carry into units, and closes responses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import anyio
+import httpx
+
+from . import _protocol as p
+from ._errors import ParseError, ServerError, error_for_exception, excerpt
+from ._sse import decode_base64_data, parse_control, parse_json_data
+
+__all__ = [
+    "Interruptible",
+    "Unit",
+    "body_chunks",
+    "check_progress",
+    "close",
+    "error_body",
+    "http_state",
+    "is_event_stream",
+    "parse_json_body",
+    "read_body",
+    "sse_unit",
+]
+
+#: Bytes of an error response read for the error message.
+ERROR_BODY_BYTES = 4096
+
+Interruptible: TypeAlias = Callable[[], AbstractContextManager[None]]
+"""Wraps each network wait, so the read loop can end a read from another task."""
+
+
+@dataclass(slots=True)
+class Unit:
+    """What one response (or one SSE data+control group) delivered.
+
+    ``next_offset`` is None for a partial chunk of a streamed body: the state
+    only advances with the last chunk of a response.
+    """
+
+    data: bytes | None
+    items: list[Any] | None
+    next_offset: str | None
+    cursor: str | None
+    up_to_date: bool
+    closed: bool
+
+    @property
+    def has_data(self) -> bool:
+        if self.items is not None:
+            return bool(self.items)
+        return bool(self.data)
+
+
+async def body_chunks(
+    response: httpx.Response, operation: str, interruptible: Interruptible
+) -> AsyncGenerator[bytes, None]:
+    """The decoded body, with httpx failures turned into typed (retryable) errors."""
+    chunks = response.aiter_bytes()
+    while True:
+        try:
+            with interruptible():
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+        yield chunk
+
+
+async def read_body(
+    response: httpx.Response, operation: str, interruptible: Interruptible
+) -> bytes:
+    """The whole body, with httpx failures turned into typed (retryable) errors."""
+    try:
+        with interruptible():
+            return await response.aread()
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+
+
+def http_state(
+    response: httpx.Response, *, offset: str, where: str
+) -> tuple[str, str | None, bool, bool]:
+    """``(next_offset, cursor, up_to_date, closed)`` from a catch-up/long-poll response."""
+    headers = response.headers
+    next_offset = headers.get(p.STREAM_NEXT_OFFSET)
+    if not next_offset:
+        raise ParseError(
+            f"read response from {where} has no Stream-Next-Offset header",
+            offset=offset,
+            status=response.status_code,
+            url=response.request.url,
+        )
+    closed = p.flag(headers.get(p.STREAM_CLOSED))
+    up_to_date = closed or p.flag(headers.get(p.STREAM_UP_TO_DATE))
+    return next_offset, headers.get(p.STREAM_CURSOR), up_to_date, closed
+
+
+def check_progress(unit: Unit, response: httpx.Response, *, offset: str, where: str) -> None:
+    """Refuse "nothing, not caught up, same offset": a server answering that would spin us."""
+    if not unit.has_data and not unit.up_to_date and not unit.closed and unit.next_offset == offset:
+        raise ServerError(
+            f"read from {where} made no progress at offset {excerpt(offset)}",
+            status=response.status_code,
+            url=response.request.url,
+        )
+
+
+def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[Any]:
+    """The messages of a JSON stream's response body (a JSON array)."""
+    try:
+        items = json.loads(body) if body else []
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(
+            f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
+            offset=offset,
+            url=url,
+        ) from None
+    if not isinstance(items, list):
+        raise ParseError(
+            f"read response at offset {excerpt(offset)} from {where} is not a JSON array",
+            offset=offset,
+            url=url,
+        )
+    return items
+
+
+def sse_unit(
+    pending: list[str], control_data: str, *, base64: bool, json_mode: bool, offset: str
+) -> Unit:
+    """The unit of an SSE group: the ``data`` events before a ``control`` event, and it."""
+    control = parse_control(control_data, offset=offset)
+    data: bytes | None
+    items: list[Any] | None
+    if base64:
+        data = b"".join(decode_base64_data(part, offset=offset) for part in pending)
+        items = None
+    elif json_mode:
+        data = None
+        items = [item for part in pending for item in parse_json_data(part, offset=offset)]
+    else:
+        data = "".join(pending).encode("utf-8")
+        items = None
+    return Unit(
+        data,
+        items,
+        control.next_offset,
+        control.cursor,
+        control.up_to_date or control.closed,  # [ref] omits upToDate at EOF
+        control.closed,
+    )
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    return p.media_type(response.headers.get(p.CONTENT_TYPE)) == p.EVENT_STREAM_MEDIA_TYPE
+
+
+async def error_body(response: httpx.Response) -> bytes:
+    """The start of an error response's body (enough for the message), then close it."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= ERROR_BODY_BYTES:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
+    finally:
+        await close(response)
+    return b"".join(parts)[:ERROR_BODY_BYTES]
+
+
+async def close(response: httpx.Response) -> None:
+    # Shielded: a cancelled reader must still give its connection back.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()

@@ -1,0 +1,227 @@
+"""Unit tests of ``_units.py``: turning one read response (or SSE group) into a unit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import httpx
+import pytest
+
+from durable_streams import NetworkError, ParseError, ServerError
+from durable_streams._units import (
+    ERROR_BODY_BYTES,
+    Unit,
+    check_progress,
+    error_body,
+    http_state,
+    is_event_stream,
+    parse_json_body,
+    read_body,
+    sse_unit,
+)
+
+URL = "http://streams.test/v1/stream/s"
+OFFSET = "0000000000000000_0000000000000005"
+
+
+def response(
+    status: int = 200, headers: dict[str, str] | None = None, **kw: object
+) -> httpx.Response:
+    return httpx.Response(status, headers=headers or {}, request=httpx.Request("GET", URL), **kw)  # type: ignore[arg-type]
+
+
+# -- http_state -------------------------------------------------------------------------------
+
+
+def test_http_state_reads_the_protocol_headers() -> None:
+    res = response(
+        headers={
+            "Stream-Next-Offset": "0000000000000000_0000000000000009",
+            "Stream-Cursor": "c1",
+            "Stream-Up-To-Date": "true",
+        }
+    )
+    assert http_state(res, offset=OFFSET, where="s") == (
+        "0000000000000000_0000000000000009",
+        "c1",
+        True,
+        False,
+    )
+
+
+def test_a_closed_stream_is_also_up_to_date() -> None:
+    res = response(headers={"Stream-Next-Offset": OFFSET, "Stream-Closed": "true"})
+    assert http_state(res, offset=OFFSET, where="s") == (OFFSET, None, True, True)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_missing_next_offset_is_a_parse_error(value: str | None) -> None:
+    headers = {} if value is None else {"Stream-Next-Offset": value}
+    with pytest.raises(ParseError, match="no Stream-Next-Offset") as caught:
+        http_state(response(headers=headers), offset=OFFSET, where="s")
+    assert caught.value.offset == OFFSET
+    assert caught.value.status == 200
+
+
+# -- check_progress ---------------------------------------------------------------------------
+
+
+def unit(**kw: object) -> Unit:
+    fields: dict[str, object] = {
+        "data": b"",
+        "items": None,
+        "next_offset": OFFSET,
+        "cursor": None,
+        "up_to_date": False,
+        "closed": False,
+    }
+    fields.update(kw)
+    return Unit(**fields)  # type: ignore[arg-type]
+
+
+def test_no_data_no_progress_not_caught_up_is_a_server_error() -> None:
+    # A server answering this forever would make the reader spin.
+    with pytest.raises(ServerError, match="no progress"):
+        check_progress(unit(), response(), offset=OFFSET, where="s")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"data": b"x"},
+        {"items": [1]},
+        {"up_to_date": True},
+        {"closed": True},
+        {"next_offset": "0000000000000000_0000000000000006"},
+    ],
+)
+def test_any_sign_of_progress_is_accepted(fields: dict[str, object]) -> None:
+    check_progress(unit(**fields), response(), offset=OFFSET, where="s")
+
+
+def test_has_data_looks_at_items_on_json_streams() -> None:
+    assert not unit(data=None, items=[]).has_data
+    assert unit(data=None, items=[None]).has_data  # a null message is still a message
+    assert unit(data=b"a").has_data
+
+
+# -- parse_json_body --------------------------------------------------------------------------
+
+
+def test_json_body_is_the_list_of_messages() -> None:
+    body = json.dumps([{"a": 1}, [1, 2], None, "s"]).encode()
+    assert parse_json_body(body, offset=OFFSET, where="s", url=URL) == [
+        {"a": 1},
+        [1, 2],
+        None,
+        "s",
+    ]
+
+
+def test_an_empty_json_body_has_no_messages() -> None:
+    assert parse_json_body(b"", offset=OFFSET, where="s", url=URL) == []
+
+
+@pytest.mark.parametrize("body", [b"[1, 2", b"\xff\xfe", b"{]"])
+def test_invalid_json_is_a_parse_error_with_the_offset(body: bytes) -> None:
+    with pytest.raises(ParseError, match="invalid JSON") as caught:
+        parse_json_body(body, offset=OFFSET, where="s", url=URL)
+    assert caught.value.offset == OFFSET
+    assert caught.value.__cause__ is None  # no raw json exception leaks as the cause
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1}', b"1", b'"s"', b"null"])
+def test_a_json_body_that_is_not_an_array_is_a_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError, match="not a JSON array"):
+        parse_json_body(body, offset=OFFSET, where="s", url=URL)
+
+
+# -- sse_unit ---------------------------------------------------------------------------------
+
+CONTROL = json.dumps({"streamNextOffset": "0000000000000000_0000000000000007", "streamCursor": "k"})
+
+
+def test_sse_text_data_events_are_joined() -> None:
+    result = sse_unit(["ab", "c"], CONTROL, base64=False, json_mode=False, offset=OFFSET)
+    assert result.data == b"abc"
+    assert result.items is None
+    assert (result.next_offset, result.cursor) == ("0000000000000000_0000000000000007", "k")
+    assert not result.up_to_date
+    assert not result.closed
+
+
+def test_sse_json_data_events_are_flattened_into_messages() -> None:
+    result = sse_unit(
+        ["[1, 2]", '[{"x": 3}]'], CONTROL, base64=False, json_mode=True, offset=OFFSET
+    )
+    assert result.data is None
+    assert result.items == [1, 2, {"x": 3}]
+
+
+def test_sse_base64_data_is_decoded() -> None:
+    result = sse_unit(["AAEC", "/w=="], CONTROL, base64=True, json_mode=False, offset=OFFSET)
+    assert result.data == b"\x00\x01\x02\xff"
+
+
+def test_a_closed_control_means_up_to_date_even_without_the_flag() -> None:
+    control = json.dumps({"streamNextOffset": OFFSET, "streamClosed": True})
+    result = sse_unit([], control, base64=False, json_mode=False, offset=OFFSET)
+    assert result.closed
+    assert result.up_to_date
+
+
+@pytest.mark.parametrize("control", ["", "not json", "[]", "{}"])
+def test_a_bad_control_event_is_a_parse_error(control: str) -> None:
+    with pytest.raises(ParseError):
+        sse_unit([], control, base64=False, json_mode=False, offset=OFFSET)
+
+
+def test_bad_json_in_an_sse_data_event_is_a_parse_error() -> None:
+    with pytest.raises(ParseError):
+        sse_unit(["[1,"], CONTROL, base64=False, json_mode=True, offset=OFFSET)
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("text/event-stream", True),
+        ("Text/Event-Stream; charset=utf-8", True),
+        ("application/json", False),
+        (None, False),
+    ],
+)
+def test_is_event_stream(content_type: str | None, expected: bool) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    assert is_event_stream(response(headers=headers)) is expected
+
+
+@pytest.mark.anyio
+async def test_error_body_reads_at_most_a_bounded_prefix_and_closes() -> None:
+    res = response(500, content=b"e" * (ERROR_BODY_BYTES * 3))
+    body = await error_body(res)
+    assert body == b"e" * ERROR_BODY_BYTES
+    assert res.is_closed
+
+
+class _BrokenStream(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b"partial"
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+@pytest.mark.anyio
+async def test_a_dropped_body_is_a_typed_network_error() -> None:
+    res = response(stream=_BrokenStream())
+    with pytest.raises(NetworkError):
+        await read_body(res, "read", contextlib.nullcontext)
+
+
+@pytest.mark.anyio
+async def test_error_body_tolerates_a_dropped_body() -> None:
+    res = response(500, stream=_BrokenStream())
+    assert await error_body(res) == b"partial"
+    assert res.is_closed

@@ -50,11 +50,11 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import timezone
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 
 from . import _protocol as p
+from ._redact import excerpt, redact_headers, redact_url
 
 if TYPE_CHECKING:
     from ._models import BatchFailure
@@ -92,12 +92,6 @@ __all__ = [
     "UsageError",
     "ValidationError",
 ]
-
-BODY_EXCERPT_CHARS = 200
-REDACTED = "[REDACTED]"
-
-# Header names whose values are credentials, or may be.
-_SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "key", "password", "auth")
 
 
 class DurableStreamError(Exception):
@@ -345,51 +339,6 @@ class ProducerFlushError(ProducerError):
     def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.failures = list(failures)
-
-
-# -- redaction -------------------------------------------------------------------------------
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL with its password and every non-protocol query value replaced.
-
-    Query parameters other than ``offset``/``live``/``cursor`` are where
-    deployments put tokens, so their values never appear in errors or logs.
-    """
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<invalid URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{quote(k, safe='')}={quote(v, safe='') if k in p.PROTOCOL_PARAMS else REDACTED}"
-            for k, v in pairs
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_HEADER_WORDS)
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with credential-bearing values replaced."""
-    return {k.lower(): (REDACTED if is_secret_header(k) else v) for k, v in headers.items()}
-
-
-def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
-    """A short, log-safe excerpt of untrusted text: control characters escaped."""
-    clipped = text[:limit]
-    safe = clipped.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return safe + ("…" if len(text) > limit else "")
 
 
 # -- status mapping --------------------------------------------------------------------------

@@ -24,11 +24,11 @@ from ._errors import (
     SequenceConflictError,
     ServerError,
     StreamClosedError,
-    redact_url,
 )
 from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type, create_headers, format_seq, parse_expires_at
+from ._redact import redact_url
 from ._response import StreamRequest, stream_request
 from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
 from ._transport import (

@@ -29,10 +29,9 @@ from ._errors import (
     TransportError,
     UnauthorizedError,
     error_for_response,
-    excerpt,
-    redact_url,
 )
 from ._models import RetryWith
+from ._redact import excerpt, redact_url
 from ._retry import is_retryable
 from ._sse import iter_sse_events
 from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, ValueSource

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._errors import ParseError, UsageError, excerpt
+from ._errors import ParseError, UsageError
+from ._redact import excerpt
 
 if TYPE_CHECKING:
     from ._errors import DurableStreamError

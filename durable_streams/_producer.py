@@ -26,10 +26,10 @@ from ._errors import (
     ProducerClosedError,
     ProducerError,
     ProducerFlushError,
-    redact_url,
 )
 from ._handle import StreamHandle
 from ._models import CloseResult, ProducerAck, ProducerStats
+from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, _Values
 

@@ -22,9 +22,10 @@ import httpx
 import pydantic
 
 from . import _protocol as p
-from ._errors import ParseError, UsageError, ValidationError, excerpt, redact_url
+from ._errors import ParseError, UsageError, ValidationError
 from ._live import OnError, ReadLoop
 from ._models import Batch
+from ._redact import excerpt, redact_url
 from ._transport import HeadersArg, ParamsArg, Transport
 from ._units import Unit
 

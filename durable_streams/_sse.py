@@ -19,8 +19,9 @@ from typing import Any
 import pydantic
 import pydantic_core
 
-from ._errors import InvalidArgumentError, ParseError, excerpt
+from ._errors import InvalidArgumentError, ParseError
 from ._models import ControlEvent
+from ._redact import excerpt
 
 __all__ = [
     "SSEDecoder",

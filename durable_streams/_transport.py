@@ -23,8 +23,8 @@ from ._errors import (
     InvalidArgumentError,
     error_for_exception,
     error_for_response,
-    redact_url,
 )
+from ._redact import redact_url
 from ._retry import RetryPolicy
 
 __all__ = [

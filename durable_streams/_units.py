@@ -19,7 +19,8 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._errors import ParseError, ServerError, error_for_exception, excerpt
+from ._errors import ParseError, ServerError, error_for_exception
+from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
 
 __all__ = [

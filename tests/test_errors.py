@@ -30,15 +30,8 @@ from durable_streams import (
     StreamConfigMismatchError,
     UnauthorizedError,
 )
-from durable_streams._errors import (
-    REDACTED,
-    error_for_exception,
-    error_for_response,
-    excerpt,
-    parse_retry_after,
-    redact_headers,
-    redact_url,
-)
+from durable_streams._errors import error_for_exception, error_for_response, parse_retry_after
+from durable_streams._redact import REDACTED, excerpt, redact_headers, redact_url
 
 URL = "https://user:hunter2@example.com/v1/stream/s?offset=-1&token=abc123&live=sse"
 

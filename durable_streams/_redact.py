@@ -1,0 +1,72 @@
+"""Keeping secrets and untrusted text out of errors, reprs and logs.
+
+URLs lose their password and every non-protocol query value, credential-bearing
+headers lose their values, and untrusted text (response bodies, offsets, content
+types) is clipped and has its control characters escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+import httpx
+
+from . import _protocol as p
+
+__all__ = [
+    "BODY_EXCERPT_CHARS",
+    "REDACTED",
+    "excerpt",
+    "is_secret_header",
+    "redact_headers",
+    "redact_url",
+]
+
+BODY_EXCERPT_CHARS = 200
+REDACTED = "[REDACTED]"
+
+# Header names whose values are credentials, or may be.
+_SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "key", "password", "auth")
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL with its password and every non-protocol query value replaced.
+
+    Query parameters other than ``offset``/``live``/``cursor`` are where
+    deployments put tokens, so their values never appear in errors or logs.
+    """
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{quote(k, safe='')}={quote(v, safe='') if k in p.PROTOCOL_PARAMS else REDACTED}"
+            for k, v in pairs
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with credential-bearing values replaced."""
+    return {k.lower(): (REDACTED if is_secret_header(k) else v) for k, v in headers.items()}
+
+
+def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
+    """A short, log-safe excerpt of untrusted text: control characters escaped."""
+    clipped = text[:limit]
+    safe = clipped.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return safe + ("…" if len(text) > limit else "")

@@ -13,6 +13,7 @@ Example::
 """
 
 from ._api import append, close, create, delete, head, stream
+from ._append import AppendRetry
 from ._errors import (
     AppendOutcomeUnknownError,
     BadRequestError,
@@ -46,7 +47,7 @@ from ._errors import (
     UsageError,
     ValidationError,
 )
-from ._handle import AppendRetry, DurableStream, StreamHandle
+from ._handle import DurableStream, StreamHandle
 from ._models import (
     AppendResult,
     Batch,

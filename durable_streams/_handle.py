@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from . import _protocol as p
+from ._append import AppendRetry, post_append, proves_not_applied
 from ._codec import encode_item, join_items
 from ._errors import (
-    AppendOutcomeUnknownError,
     DurableStreamError,
     EmptyAppendError,
     GoneError,
     InvalidArgumentError,
-    NetworkError,
     NotFoundError,
-    RateLimitedError,
-    SequenceConflictError,
-    ServerError,
-    StreamClosedError,
 )
 from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
-from ._options import check_content_type, create_headers, format_seq, parse_expires_at
+from ._options import check_content_type, create_headers, parse_expires_at
 from ._redact import redact_url
 from ._response import StreamRequest, stream_request
-from ._retry import Backoff, RetryPolicy, call_with_retry, is_retryable
+from ._retry import RetryPolicy, call_with_retry
 from ._transport import (
     HeadersArg,
     ParamsArg,
@@ -38,16 +32,7 @@ from ._transport import (
     response_flag,
 )
 
-__all__ = ["AppendRetry", "DurableStream", "StreamHandle"]
-
-AppendRetry = Literal["safe", "at-least-once"]
-"""When a plain append (no producer headers) is retried.
-
-``"safe"`` (default): only when the failure proves nothing was written
-(connection refused, 429, 503); any other failure raises
-:class:`AppendOutcomeUnknownError`. ``"at-least-once"``: on every retryable
-failure, accepting that a retry may store the data twice.
-"""
+__all__ = ["DurableStream", "StreamHandle"]
 
 _MISSING: Any = object()
 
@@ -333,59 +318,15 @@ class StreamHandle:
         headers: HeadersArg,
         params: ParamsArg,
     ) -> AppendResult:
-        protocol = {p.CONTENT_TYPE: self._content_type or p.DEFAULT_CONTENT_TYPE}
-        if seq is not None:
-            protocol[p.STREAM_SEQ] = format_seq(seq)
-        if close:
-            protocol[p.STREAM_CLOSED] = p.TRUE
-        operation = "append and close" if close else "append"
-        backoff: Backoff | None = None
-        started_at = time.monotonic()
-        ambiguous = False  # an earlier attempt may have been applied
-        while True:
-            try:
-                response = await self._transport.request(
-                    "POST",
-                    operation=operation,
-                    protocol_headers=protocol,
-                    headers=headers,
-                    params=params,
-                    content=body,
-                    sent_stream_seq=seq is not None,
-                )
-                break
-            except DurableStreamError as error:
-                if ambiguous and isinstance(error, (SequenceConflictError, StreamClosedError)):
-                    raise AppendOutcomeUnknownError(
-                        f"{operation} to {self._where} was retried after an ambiguous failure "
-                        f"and the retry was refused ({error.code}): the first attempt was "
-                        "probably applied",
-                        url=self._transport.url,
-                    ) from error
-                if not is_retryable(error):
-                    raise
-                proven = _proves_not_applied(error)
-                if not proven and seq is None and self._append_retry == "safe":
-                    raise AppendOutcomeUnknownError(
-                        f"{operation} to {self._where} failed ({error}) and may or may not "
-                        "have been applied, so it was not retried. For safe retries use an "
-                        "IdempotentProducer or pass seq= (Stream-Seq); "
-                        "append_retry='at-least-once' accepts duplicates instead",
-                        url=self._transport.url,
-                    ) from error
-                ambiguous = ambiguous or not proven
-                backoff = backoff or self.retry.backoff(started_at=started_at)
-                await backoff.sleep_before_retry(error, f"{operation} {self._where}")
-        headers_in = response.headers
-        # Producer-* headers may come from the caller (``headers=``): report what the
-        # server echoed, and 204 to a producer request means "already stored".
-        producer = p.PRODUCER_EPOCH in headers_in
-        return AppendResult(
-            next_offset=headers_in.get(p.STREAM_NEXT_OFFSET),
-            closed=response_flag(headers_in, p.STREAM_CLOSED),
-            duplicate=producer and response.status_code == 204,
-            producer_epoch=p.header_int(headers_in, p.PRODUCER_EPOCH),
-            producer_seq=p.header_int(headers_in, p.PRODUCER_SEQ),
+        return await post_append(
+            self._transport,
+            body,
+            content_type=self._content_type or p.DEFAULT_CONTENT_TYPE,
+            seq=seq,
+            close=close,
+            headers=headers,
+            params=params,
+            append_retry=self._append_retry,
         )
 
     # -- read ----------------------------------------------------------------------------------
@@ -505,7 +446,7 @@ class StreamHandle:
                 if not ambiguous:
                     raise
             except DurableStreamError as error:
-                ambiguous = ambiguous or not _proves_not_applied(error)
+                ambiguous = ambiguous or not proves_not_applied(error)
                 raise
 
         await call_with_retry(self.retry, attempt, what=f"delete {self._where}")
@@ -526,17 +467,3 @@ class StreamHandle:
 
 DurableStream = StreamHandle
 """Alias of :class:`StreamHandle`, the name the official clients use."""
-
-
-def _proves_not_applied(error: DurableStreamError) -> bool:
-    """Whether a failed append certainly stored nothing, so retrying cannot duplicate it."""
-    if isinstance(error, RateLimitedError):
-        return True
-    if isinstance(error, ServerError):
-        return error.status == 503
-    if isinstance(error, NetworkError):
-        # The request never left: the connection could not be made.
-        return isinstance(error.__cause__, (httpx.ConnectError, httpx.PoolTimeout))
-    if error.__cause__ is not None:
-        return isinstance(error.__cause__, (httpx.ConnectTimeout, httpx.PoolTimeout))
-    return False

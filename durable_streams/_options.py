@@ -1,4 +1,5 @@
-"""Validation and formatting of option values that travel as protocol headers.
+"""Validation and formatting of option values: create options that travel as
+protocol headers, and the settings of an :class:`IdempotentProducer`.
 
 Everything here runs before a request is built, so bad input becomes an
 :class:`InvalidArgumentError` naming the argument and nothing is sent.
@@ -7,14 +8,20 @@ Everything here runs before a request is built, so bad input becomes an
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import _protocol as p
 from ._errors import InvalidArgumentError
-from ._transport import is_header_value
+from ._retry import RetryPolicy
+from ._transport import HeadersArg, ParamsArg, _Values, is_header_value
+
+if TYPE_CHECKING:
+    from ._batcher import ProducerOnError
 
 __all__ = [
     "check_content_type",
+    "check_producer_options",
     "create_headers",
     "format_expires_at",
     "format_seq",
@@ -139,3 +146,49 @@ def _path_of(source: str) -> str:
         parts = urlsplit(source)
         return parts.path + (f"?{parts.query}" if parts.query else "")
     return source
+
+
+def check_producer_options(
+    *,
+    producer_id: str,
+    epoch: int,
+    linger_ms: float,
+    max_batch_bytes: int,
+    max_batch_items: int | None,
+    max_in_flight: int,
+    max_buffered_bytes: int,
+    retry: RetryPolicy | None,
+    on_error: ProducerOnError | None,
+    headers: HeadersArg,
+    params: ParamsArg,
+) -> None:
+    """Reject bad :class:`IdempotentProducer` settings when it is constructed."""
+    if not isinstance(producer_id, str) or not producer_id:
+        raise InvalidArgumentError("producer_id must be a non-empty string", field="producer_id")
+    _check_int("epoch", epoch, minimum=0)
+    if epoch > p.MAX_SAFE_INTEGER:
+        raise InvalidArgumentError("epoch must be at most 2**53 - 1", field="epoch")
+    if (
+        isinstance(linger_ms, bool)
+        or not isinstance(linger_ms, (int, float))
+        or not (0 <= linger_ms < float("inf"))
+    ):
+        raise InvalidArgumentError("linger_ms must be a finite number >= 0", field="linger_ms")
+    _check_int("max_batch_bytes", max_batch_bytes, minimum=1)
+    if max_batch_items is not None:
+        _check_int("max_batch_items", max_batch_items, minimum=1)
+    _check_int("max_in_flight", max_in_flight, minimum=1)
+    _check_int("max_buffered_bytes", max_buffered_bytes, minimum=1)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidArgumentError("retry must be a RetryPolicy", field="retry")
+    if on_error is not None and not callable(on_error):
+        raise InvalidArgumentError("on_error must be callable", field="on_error")
+    _Values(headers, lower=True)  # validates the value types now, not at the first send
+    _Values(params, lower=False)
+
+
+def _check_int(field: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{field} must be an integer", field=field)
+    if value < minimum:
+        raise InvalidArgumentError(f"{field} must be >= {minimum}, got {value}", field=field)

@@ -29,9 +29,10 @@ from ._errors import (
 )
 from ._handle import StreamHandle
 from ._models import CloseResult, ProducerAck, ProducerStats
+from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
-from ._transport import HeadersArg, ParamsArg, _Values
+from ._transport import HeadersArg, ParamsArg
 
 __all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError", "ProducerStats"]
 
@@ -110,30 +111,19 @@ class IdempotentProducer:
     ) -> None:
         if not isinstance(handle, StreamHandle):
             raise InvalidArgumentError("handle must be a StreamHandle", field="handle")
-        if not isinstance(producer_id, str) or not producer_id:
-            raise InvalidArgumentError(
-                "producer_id must be a non-empty string", field="producer_id"
-            )
-        _check_int("epoch", epoch, minimum=0)
-        if epoch > p.MAX_SAFE_INTEGER:
-            raise InvalidArgumentError("epoch must be at most 2**53 - 1", field="epoch")
-        if (
-            isinstance(linger_ms, bool)
-            or not isinstance(linger_ms, (int, float))
-            or not (0 <= linger_ms < float("inf"))
-        ):
-            raise InvalidArgumentError("linger_ms must be a finite number >= 0", field="linger_ms")
-        _check_int("max_batch_bytes", max_batch_bytes, minimum=1)
-        if max_batch_items is not None:
-            _check_int("max_batch_items", max_batch_items, minimum=1)
-        _check_int("max_in_flight", max_in_flight, minimum=1)
-        _check_int("max_buffered_bytes", max_buffered_bytes, minimum=1)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidArgumentError("retry must be a RetryPolicy", field="retry")
-        if on_error is not None and not callable(on_error):
-            raise InvalidArgumentError("on_error must be callable", field="on_error")
-        _Values(headers, lower=True)  # validates the value types now, not at the first send
-        _Values(params, lower=False)
+        check_producer_options(
+            producer_id=producer_id,
+            epoch=epoch,
+            linger_ms=linger_ms,
+            max_batch_bytes=max_batch_bytes,
+            max_batch_items=max_batch_items,
+            max_in_flight=max_in_flight,
+            max_buffered_bytes=max_buffered_bytes,
+            retry=retry,
+            on_error=on_error,
+            headers=headers,
+            params=params,
+        )
 
         self._handle = handle
         self._state = _NEW
@@ -519,10 +509,3 @@ class IdempotentProducer:
                 "`await producer.start()`"
             )
         raise ProducerClosedError("the producer was closed or detached and takes no more items")
-
-
-def _check_int(field: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{field} must be an integer", field=field)
-    if value < minimum:
-        raise InvalidArgumentError(f"{field} must be >= {minimum}, got {value}", field=field)

@@ -3,7 +3,8 @@
 A :class:`Batcher` keeps the open batch (a list of encoded items and a running
 size, so adding an item is cheap), the queue of cut batches, and the producer's
 ``(epoch, seq)`` state. Its sender task cuts batches (size, item count or
-linger) and starts one worker per batch, at most ``max_in_flight`` at once.
+linger) and starts one worker per batch, at most ``max_in_flight`` at once
+(:mod:`._delivery`: resends, sequence gaps, fencing).
 
 Pipelined batches must reach the server in seq order, or it answers 409
 (sequence gap) and the whole body is sent again. Bodies go on the wire in seq
@@ -12,12 +13,6 @@ finds several complete bodies waiting on different connections picks them in
 no particular order (the reference server does). So at most 2 batches are sent
 ahead at first; every ``GROW_AFTER`` gap-free batches allow one more, up to
 ``max_in_flight``, and each gap halves it again (not below 2).
-
-A worker resends its batch with the same tuple and the same bytes after a
-retryable failure (without waiting: its place in the order is lost anyway), and
-counts 200 and 204 (duplicate) as success. A 409 sequence gap means an earlier
-batch has not landed yet: the worker waits until no earlier batch is in flight
-(their responses, not just their bodies) and sends again.
 
 Epoch changes share one path (auto-claim after a 403, recovery after a batch
 failed for good or the server forgot the producer, ``restart()``): nothing new
@@ -42,21 +37,12 @@ import httpx
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
-from . import _retry
-from ._batch import Batch, Waiter, when_body_written
+from ._batch import Batch, Waiter
 from ._codec import join_items
-from ._errors import (
-    DurableStreamError,
-    GoneError,
-    NotFoundError,
-    ProducerError,
-    ProducerSequenceGapError,
-    StaleEpochError,
-    StreamClosedError,
-    error_for_response,
-)
+from ._delivery import deliver
+from ._errors import DurableStreamError, ProducerError
 from ._models import BatchFailure, ProducerAck, ProducerStats
-from ._retry import RetryPolicy, is_retryable
+from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, Transport
 
 __all__ = ["Batcher", "ProducerOnError"]
@@ -281,7 +267,7 @@ class Batcher:
         self.in_flight.add(batch.seq)
         batch.after = self.last_written
         batch.written = self.last_written = anyio.Event()
-        task_group.start_soon(self.deliver, batch)
+        task_group.start_soon(deliver, self, batch)
 
     def renumber(self) -> None:
         """Move to the next epoch and queue the unacknowledged batches again from seq 0."""
@@ -309,111 +295,7 @@ class Batcher:
         self.requeued = []
         self.notify()
 
-    # -- one batch ---------------------------------------------------------------------------
-
-    async def deliver(self, batch: Batch) -> None:
-        try:
-            await self._deliver(batch)
-        finally:
-            if batch.written is not None:  # never leave the next batch waiting
-                batch.written.set()
-            self.in_flight.discard(batch.seq)
-            self.notify()
-
-    async def _deliver(self, batch: Batch) -> None:
-        backoff: _retry.Backoff | None = None
-        gap_seen = False
-        while True:
-            try:
-                response = await self.post(batch)
-            except ProducerSequenceGapError:
-                self.sequence_gaps += 1
-                if not gap_seen:
-                    self.narrow()
-                await self.wait_for(lambda: min(self.in_flight) >= batch.seq)
-                if self.epoch_change or self.claim_epoch is not None or gap_seen:
-                    # An earlier batch failed or moved to a new epoch, or the server
-                    # forgot this producer (a gap with nothing earlier pending).
-                    self.requeue(batch)
-                    return
-                gap_seen = True
-                continue
-            except StaleEpochError as error:
-                if self.auto_claim and error.current_epoch is not None:
-                    if batch.maybe_stored:
-                        logger.warning(
-                            "producer %r: seq %d of epoch %d was fenced after an ambiguous "
-                            "failure; it is sent again in the new epoch and may be stored twice",
-                            self.producer_id,
-                            batch.seq,
-                            batch.epoch,
-                        )
-                    self.requeue(batch, claim=error.current_epoch + 1)
-                    return
-                self.fatal = error
-                await self.fail(batch, error)
-                return
-            except (StreamClosedError, NotFoundError, GoneError) as error:
-                # The stream is closed or gone: this and every later batch fail at once.
-                self.fatal = error
-                await self.fail(batch, error)
-                return
-            except DurableStreamError as error:
-                delay = None
-                if is_retryable(error):
-                    backoff = backoff or self.retry.backoff()
-                    delay = backoff.next_delay(error)
-                if delay is None:
-                    # Later batches of this epoch cannot land after the hole: renumber them.
-                    self.epoch_change = True
-                    await self.fail(batch, error)
-                    return
-                batch.maybe_stored = True
-                self.retries += 1
-                logger.debug(
-                    "producer %r: retrying seq %d in %.3fs: %s",
-                    self.producer_id,
-                    batch.seq,
-                    delay,
-                    error,
-                )
-                await _retry._sleep(delay)
-                continue
-            self.ack(batch, response, gap_seen=gap_seen)
-            return
-
-    async def post(self, batch: Batch) -> httpx.Response:
-        protocol = {
-            p.PRODUCER_ID: self.producer_id,
-            p.PRODUCER_EPOCH: str(batch.epoch),
-            p.PRODUCER_SEQ: str(batch.seq),
-        }
-        if batch.body:
-            protocol[p.CONTENT_TYPE] = self.content_type
-        if batch.close:
-            protocol[p.STREAM_CLOSED] = p.TRUE
-        operation = "producer close" if batch.close else "producer append"
-        request = await self.transport.build(
-            "POST",
-            protocol_headers=protocol,
-            headers=self.headers,
-            params=self.params,
-            content=batch.body,
-        )
-        written = batch.written
-        if written is not None:
-            request.extensions["trace"] = when_body_written(written)
-        after, batch.after = batch.after, None
-        if after is not None:
-            await after.wait()
-        try:
-            response = await self.transport.send(request, operation=operation)
-        finally:
-            if written is not None:  # the attempt ended: whatever follows may go
-                written.set()
-        if response.status_code not in (200, 204):
-            raise error_for_response(response, operation=operation, body=response.content)
-        return response
+    # -- outcomes of one batch ---------------------------------------------------------------
 
     def narrow(self) -> None:
         """A batch overtook an earlier one: send fewer ahead."""

@@ -40,7 +40,7 @@ from . import _protocol as p
 from ._batch import Batch, Waiter
 from ._codec import join_items
 from ._delivery import deliver
-from ._errors import DurableStreamError, ProducerError
+from ._errors import DurableStreamError, EmptyAppendError, ProducerBufferFullError, ProducerError
 from ._models import BatchFailure, ProducerAck, ProducerStats
 from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, Transport
@@ -162,8 +162,35 @@ class Batcher:
 
     # -- the open batch ----------------------------------------------------------------------
 
-    # Items are added by IdempotentProducer.append, inlined there for speed: the open
-    # batch is ``items`` and ``open_bytes``, which always equals the length of its body.
+    # The open batch is ``items`` and ``open_bytes``, which always equals the length of its
+    # body. IdempotentProducer.append inlines the common case of add() for speed.
+
+    def add(self, item: bytes) -> None:
+        """Add one encoded item with every check: empty item, buffer room, cutting, linger."""
+        if not item:
+            raise EmptyAppendError("cannot append empty data")
+        cost = len(item) + self.separator
+        open_bytes = self.open_bytes
+        if self.queued_bytes + open_bytes + cost > self.max_buffered_bytes:
+            raise ProducerBufferFullError(
+                f"producer buffer is full ({self.buffered_bytes} of "
+                f"{self.max_buffered_bytes} bytes pending): await send() or "
+                "wait_for_capacity() to wait for room"
+            )
+        items = self.items
+        if open_bytes + cost > self.max_batch_bytes and items:
+            self.cut()  # the item would overflow the open batch: it starts the next one
+            items = self.items
+            open_bytes = self.open_bytes
+        items.append(item)
+        self.open_bytes = open_bytes = open_bytes + cost
+        count = len(items)
+        if open_bytes >= self.max_batch_bytes or count >= self.max_batch_items:
+            self.cut()
+        else:
+            if count == 1:
+                self.notify()  # the sender starts the linger timer
+            self.refresh_fast_limit()
 
     def refresh_fast_limit(self) -> None:
         """Recompute the open-batch size up to which ``append()`` only adds the item.

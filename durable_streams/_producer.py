@@ -374,7 +374,7 @@ class IdempotentProducer:
         """
         # The hot path of the producer. While the item fits the running producer's open
         # batch without cutting it or filling the buffer (the batcher keeps fast_limit
-        # current), adding it is all there is to do; everything else takes _add().
+        # current), adding it is all there is to do; everything else takes batcher.add().
         batcher = self._batcher
         if type(item) is not bytes:
             if batcher.fatal is not None or self._state != _RUNNING:
@@ -385,37 +385,9 @@ class IdempotentProducer:
             batcher.open_bytes = open_bytes
             batcher.items.append(item)
         else:
-            self._add(item)
-
-    def _add(self, item: bytes) -> None:
-        """``append()`` with every check: state, empty item, buffer room, cutting, linger."""
-        batcher = self._batcher
-        if batcher.fatal is not None or self._state != _RUNNING:
-            self._require_running()
-        if not item:
-            raise EmptyAppendError("cannot append empty data")
-        cost = len(item) + batcher.separator
-        open_bytes = batcher.open_bytes
-        if batcher.queued_bytes + open_bytes + cost > batcher.max_buffered_bytes:
-            raise ProducerBufferFullError(
-                f"producer buffer is full ({batcher.buffered_bytes} of "
-                f"{batcher.max_buffered_bytes} bytes pending): await send() or "
-                "wait_for_capacity() to wait for room"
-            )
-        items = batcher.items
-        if open_bytes + cost > batcher.max_batch_bytes and items:
-            batcher.cut()  # the item would overflow the open batch: it starts the next one
-            items = batcher.items
-            open_bytes = batcher.open_bytes
-        items.append(item)
-        batcher.open_bytes = open_bytes = open_bytes + cost
-        count = len(items)
-        if open_bytes >= batcher.max_batch_bytes or count >= batcher.max_batch_items:
-            batcher.cut()
-        else:
-            if count == 1:
-                batcher.notify()  # the sender starts the linger timer
-            batcher.refresh_fast_limit()
+            if batcher.fatal is not None or self._state != _RUNNING:
+                self._require_running()
+            batcher.add(item)
 
     async def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.

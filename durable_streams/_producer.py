@@ -1,8 +1,9 @@
 """``IdempotentProducer``: fire-and-forget appends, batched, pipelined and exactly-once.
 
 The public face of the producer: options, lifecycle (one anyio task group per
-producer), ``append``/``send``/``flush``/``close``. Batching, sequence numbers,
-retries and epoch changes live in :mod:`._batcher`.
+producer), ``append``/``send``/``flush``/``close``. Batching, sequence numbers
+and epoch changes live in :mod:`._batcher`, retries in :mod:`._delivery`, and
+the option checks in :mod:`._options`.
 """
 
 from __future__ import annotations

@@ -372,7 +372,10 @@ class Batcher:
         )
         self.failed_batches += 1
         batch.error = error
-        if not batch.close:  # a failed close is raised by close() itself
+        # Listed for flush() unless every item's failure was already raised to its
+        # send() caller (one waiter per item): an error is reported once. A failed
+        # close is raised by close() itself.
+        if not batch.close and len(batch.waiters) < batch.item_count:
             self.failures.append(failure)
         for waiter in batch.waiters:
             waiter.error = error

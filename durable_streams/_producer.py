@@ -65,8 +65,10 @@ class IdempotentProducer:
 
     Failures: a batch that fails for good (a non-retryable status, or retries
     exhausted) is passed to ``on_error(error, failure)`` and listed by the
-    :class:`ProducerFlushError` of the next ``flush()``/``close()``/exit; the
-    batches behind it continue in the next epoch. A 403 raises
+    :class:`ProducerFlushError` of the next ``flush()``/``close()``/exit (unless
+    every item in it was sent with ``await send()``, which raised the error
+    already: each failure is reported once); the batches behind it continue in
+    the next epoch. A 403 raises
     :class:`StaleEpochError` for this and every later batch unless
     ``auto_claim=True``, which moves to the server's epoch + 1. A closed (or
     deleted) stream fails this and every later batch with
@@ -444,7 +446,8 @@ class IdempotentProducer:
         """Wait until every item appended so far is acknowledged or failed.
 
         Raises :class:`ProducerFlushError` listing the batches that failed since
-        the last flush (their items are not sent again).
+        the last flush (their items are not sent again), leaving out those whose
+        every item was awaited with :meth:`send`, which raised the error itself.
 
         Example::
 

@@ -361,9 +361,23 @@ async def test_a_rejected_batch_is_not_retried(
         with pytest.raises(BadRequestError):
             await producer.send("not json")
         assert producer.stats.failed_batches == 1
-        with pytest.raises(ProducerFlushError):
-            await producer.flush()
+        await producer.flush()  # send() already raised it: reported once, not again here
     assert slept == []
+    assert len(server.requests) == 1
+
+
+async def test_flush_lists_a_failed_batch_that_also_held_fire_and_forget_items(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [status(400)]
+    async with IdempotentProducer(handle, "p", linger_ms=10_000) as producer:
+        producer.append(b"unawaited")
+        with pytest.raises(BadRequestError):
+            await producer.send(b"awaited")  # same batch: the flush below still lists it
+        with pytest.raises(ProducerFlushError) as raised:
+            await producer.flush()
+        [failure] = raised.value.failures
+        assert failure.item_count == 2
     assert len(server.requests) == 1
 
 
@@ -380,8 +394,7 @@ async def test_stale_epoch_without_auto_claim_is_final(
         assert raised.value.current_epoch == 7
         with pytest.raises(StaleEpochError):
             producer.append(2)
-        with pytest.raises(ProducerFlushError):
-            await producer.flush()
+        await producer.flush()  # the fencing was raised by send(): nothing left to list
     assert len(server.requests) == 1
 
 

@@ -3,11 +3,18 @@
 URLs lose their password and every non-protocol query value, credential-bearing
 headers lose their values, and untrusted text (response bodies, offsets, content
 types) is clipped and has its control characters escaped.
+
+httpx logs every request's full URL at INFO level on the ``httpx`` logger; a
+filter there redacts the URLs of the SDK's own requests (and only those), so
+turning on logging never prints a token from a stream URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
@@ -19,6 +26,7 @@ __all__ = [
     "REDACTED",
     "excerpt",
     "is_secret_header",
+    "redacting_httpx_logs",
     "redact_headers",
     "redact_url",
 ]
@@ -70,3 +78,33 @@ def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     clipped = text[:limit]
     safe = clipped.encode("unicode_escape", "backslashreplace").decode("ascii")
     return safe + ("…" if len(text) > limit else "")
+
+
+# Set while the SDK sends a request: httpx logs from inside that call, in the same context.
+_sending: ContextVar[bool] = ContextVar("durable_streams_sending", default=False)
+
+
+class _HttpxLogRedactor(logging.Filter):
+    """Redacts the URLs in httpx's log records for requests the SDK sends."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _sending.get() and isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+@contextlib.contextmanager
+def redacting_httpx_logs() -> Iterator[None]:
+    """Within this block, httpx log records show redacted URLs."""
+    token = _sending.set(True)
+    try:
+        yield
+    finally:
+        _sending.reset(token)
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _HttpxLogRedactor) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_HttpxLogRedactor())

@@ -24,7 +24,7 @@ from ._errors import (
     error_for_exception,
     error_for_response,
 )
-from ._redact import redact_url
+from ._redact import redact_url, redacting_httpx_logs
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -303,7 +303,8 @@ class Transport:
                 url=request.url,
             )
         try:
-            response = await self.client.send(request, stream=True)
+            with redacting_httpx_logs():
+                response = await self.client.send(request, stream=True)
             if stream:
                 return response
             try:

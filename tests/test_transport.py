@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -284,3 +285,20 @@ async def test_a_body_cut_short_is_a_network_error(mock: respx.MockRouter) -> No
         await t.send(await t.build("HEAD"), operation="head")
     assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
     await t.aclose()
+
+
+async def test_httpx_request_logs_of_sdk_requests_are_redacted(
+    mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.get(url__startswith="http://streams.test/").respond(200)
+    secret_url = "http://user:hunter2pw@streams.test/v1/stream/s?token=hunter2tok"
+    t = transport(secret_url, params={"sig": "hunter2sig"})
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        await t.send(await t.build("GET", protocol_params={"offset": "5"}), operation="read")
+        async with httpx.AsyncClient() as plain:  # not the SDK's request: left as httpx logs it
+            await plain.get("http://streams.test/other?q=visible")
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 2
+    assert "hunter2" not in lines[0]
+    assert "offset=5" in lines[0]  # protocol parameters stay readable
+    assert "q=visible" in lines[1]

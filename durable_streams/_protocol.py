@@ -55,6 +55,10 @@ EVENT_STREAM_MEDIA_TYPE: Final = "text/event-stream"
 #: Largest integer the protocol allows for producer epochs and sequence numbers.
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
+#: Largest single message a reader holds in memory (one SSE event, one JSON item
+#: parsed from a streamed body); a server sending more gets a ParseError.
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+
 LiveMode = Literal[False, True, "long-poll", "sse", "auto"]
 """How a read continues once it is caught up.
 

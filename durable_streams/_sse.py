@@ -19,6 +19,7 @@ from typing import Any
 import pydantic
 import pydantic_core
 
+from . import _protocol as p
 from ._errors import InvalidArgumentError, ParseError
 from ._models import ControlEvent
 from ._redact import excerpt
@@ -32,8 +33,10 @@ __all__ = [
     "parse_json_data",
 ]
 
-DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+# Servers put a whole append on one data line, so a line may be as large as an
+# event; room for the largest message base64-encoded (4/3 of its size).
+DEFAULT_MAX_EVENT_BYTES = p.MAX_MESSAGE_BYTES * 3 // 2
+DEFAULT_MAX_LINE_BYTES = DEFAULT_MAX_EVENT_BYTES
 
 _BOM = b"\xef\xbb\xbf"
 _CR = b"\r"

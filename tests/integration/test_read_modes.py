@@ -7,6 +7,7 @@ JSON, text and binary streams, in every live mode, on asyncio and trio.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,6 +145,42 @@ async def test_live_appends_arrive_in_order_then_eof(
     offsets = [b.offset for b in batches]
     assert offsets == sorted(offsets)
     assert hook.modes[0] == ("sse" if live in ("sse", "auto") else "long-poll")
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+@pytest.mark.parametrize("content_type", [JSON, BINARY])
+async def test_a_message_over_16_mib_arrives_whole_in_every_live_mode(
+    stream_url: str,
+    content_type: str,
+    live: Any,
+    live_requests: tuple[httpx.AsyncClient, LiveRequests],
+) -> None:
+    # Servers send one append as one SSE data line (base64 for binary: 4/3 larger).
+    client, hook = live_requests
+    big: Any = {"text": "é" * (9 << 20)} if content_type == JSON else os.urandom(17 << 20)
+    writer = await make_stream(stream_url, content_type, 0)
+    received: list[Any] = []
+    async with writer, StreamHandle(stream_url, client=client) as reader:
+
+        async def append_later() -> None:
+            await hook.waiting.wait()
+            await writer.append(big)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(append_later)
+                async with reader.stream(offset="now", live=live) as res:
+                    if content_type == JSON:
+                        async for item in res.iter_json():
+                            received.append(item)
+                            break
+                    else:
+                        async for chunk in res.iter_bytes():
+                            received.append(chunk)
+                            if sum(map(len, received)) >= len(big):
+                                break
+    assert (received if content_type == JSON else [b"".join(received)]) == [big]
+    assert hook.modes[0] == live
 
 
 @pytest.mark.parametrize("live", ALL_MODES)

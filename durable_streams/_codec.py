@@ -1,15 +1,21 @@
-"""Encoding of append payloads: one message per call, batches as JSON arrays."""
+"""Append payloads (one message per call, batches as JSON arrays) and JSON read bodies."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import pydantic_core
 
+from . import _protocol as p
 from ._errors import EmptyAppendError, InvalidArgumentError
 
-__all__ = ["encode_item", "join_items", "json_array"]
+__all__ = ["JsonArraySplitter", "encode_item", "join_items", "json_array"]
+
+#: A streamed JSON body is cut into items each time this much more has arrived.
+SPLIT_STEP_BYTES = 1024 * 1024
+_WHITESPACE = b" \t\r\n"
 
 
 def encode_item(value: object, *, json_mode: bool) -> bytes:
@@ -73,3 +79,157 @@ def json_array(messages: Iterable[bytes]) -> bytes:
 def join_items(messages: Iterable[bytes], *, json_mode: bool) -> bytes:
     """The request body for several encoded items: a JSON array, or concatenated bytes."""
     return json_array(messages) if json_mode else b"".join(messages)
+
+
+class JsonArraySplitter:
+    """Parses a JSON array arriving in chunks, handing out its items as they complete.
+
+    Bodies smaller than ``step`` are parsed once, at the end. Past that, each
+    time ``step`` more bytes have arrived, the complete items are parsed and
+    handed out. The buffer is cut at the last comma that precedes the start of
+    an item shaped like the first one (``,{"id":`` for objects), and ``[`` +
+    the part before + ``]`` parsed in one call: that succeeds only when the
+    comma separates top-level items (a comma in a string leaves the string
+    open, one in a nested value leaves a bracket open). When that guess fails,
+    the items are scanned one by one. Memory is about ``step`` plus the largest
+    item; an item (or non-JSON input) over ``max_item_bytes`` raises
+    ``ValueError``, as does anything that is not one JSON array.
+
+    Example::
+
+        splitter = JsonArraySplitter(step=4)
+        splitter.feed(b'[{"a":1},') + splitter.feed(b'{"b":2}]') + splitter.close()
+        # [{'a': 1}, {'b': 2}]
+    """
+
+    __slots__ = (
+        "_cuts",
+        "_item_start",
+        "_max_item",
+        "_next_attempt",
+        "_opened",
+        "_parts",
+        "_size",
+        "_step",
+    )
+
+    def __init__(
+        self, *, step: int = SPLIT_STEP_BYTES, max_item_bytes: int = p.MAX_MESSAGE_BYTES
+    ) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._step = step
+        self._max_item = max_item_bytes
+        self._next_attempt = step
+        self._opened = False  # the leading "[" was consumed
+        self._cuts = 0
+        self._item_start = b","  # a comma and how the first item starts
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        """Take the next chunk; return the items it completed (often none)."""
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        if self._size < self._next_attempt:
+            return []
+        buffer = self._take()
+        if not self._opened:
+            buffer = buffer.lstrip(_WHITESPACE)
+            if not buffer:  # only whitespace so far
+                self._next_attempt = self._step
+                return []
+            if buffer[:1] != b"[":
+                raise ValueError("the body is not a JSON array")
+            buffer = buffer[1:]
+            self._opened = True
+            self._item_start = _item_start(buffer)
+        items, used = self._cut(buffer)
+        if items:
+            self._cuts += 1
+            buffer = buffer[used:]
+            self._next_attempt = len(buffer) + self._step
+        elif len(buffer) > self._max_item + self._step:
+            raise ValueError(f"an item is larger than {self._max_item} bytes")
+        else:
+            # One item spans the buffer: retry once it has doubled, so the work
+            # stays linear however large the item is.
+            self._next_attempt = max(2 * len(buffer), len(buffer) + self._step)
+        self._parts = [buffer]
+        self._size = len(buffer)
+        return items
+
+    def close(self) -> list[Any]:
+        """The body ended: return the remaining items (``[]`` for an empty body)."""
+        buffer = self._take()
+        if not self._opened:
+            items = json.loads(buffer) if buffer.strip(_WHITESPACE) else []
+            if not isinstance(items, list):
+                raise ValueError("the body is not a JSON array")
+            return items
+        items = json.loads(b"[" + buffer)
+        if self._cuts and not items:
+            raise ValueError("a trailing comma before ]")
+        assert isinstance(items, list)  # "[" + text parses as an array or not at all
+        return items
+
+    def _cut(self, buffer: bytes) -> tuple[list[Any], int]:
+        """The complete items at the start of ``buffer`` and the bytes they (and a comma) use."""
+        cut = buffer.rfind(self._item_start)
+        if cut < 0:
+            cut = buffer.rfind(b",")
+        if cut < 0:
+            return [], 0
+        try:
+            items = json.loads(b"".join((b"[", memoryview(buffer)[:cut], b"]")))
+        except ValueError:
+            return _scan_items(buffer)  # the comma was inside an item
+        if not items:
+            raise ValueError("a comma with no item before it")
+        return items, cut + 1
+
+    def _take(self) -> bytes:
+        parts = self._parts
+        buffer = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._parts = []
+        self._size = 0
+        return buffer
+
+
+_decoder = json.JSONDecoder()
+
+
+def _item_start(buffer: bytes) -> bytes:
+    """A comma and the first item's first bytes (``,{"key":`` for an object): a likely separator."""
+    head = buffer.lstrip(_WHITESPACE)[:64]
+    if head.startswith(b'{"'):
+        colon = head.find(b'":')
+        if colon > 0:
+            return b"," + head[: colon + 2]
+    return b"," + head[:1]
+
+
+def _scan_items(buffer: bytes) -> tuple[list[Any], int]:
+    """Items parsed one by one up to the last comma: slower, but always finds every boundary."""
+    last_comma = buffer.rfind(b",")
+    text = buffer[:last_comma].decode("utf-8")  # a comma never splits a UTF-8 character
+    items: list[Any] = []
+    end = len(text)
+    position = 0
+    while True:
+        while position < end and text[position] in " \t\r\n":
+            position += 1
+        try:
+            item, after = _decoder.raw_decode(text, position)
+        except ValueError:
+            break  # an incomplete item (or bad JSON, which close() will report)
+        while after < end and text[after] in " \t\r\n":
+            after += 1
+        if after < end and text[after] != ",":
+            break
+        items.append(item)
+        position = after + 1
+        if after == end:
+            return items, last_comma + 1
+    if not items:
+        return [], 0
+    # ``position`` is just past the comma after the last complete item.
+    return items, len(text[:position].encode("utf-8"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, TypeAlias
 
 import anyio
@@ -38,11 +38,13 @@ from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, Value
 from ._units import (
     Unit,
     body_chunks,
+    byte_groups,
     check_progress,
     close,
     error_body,
     http_state,
     is_event_stream,
+    json_item_groups,
     parse_json_body,
     read_body,
     sse_unit,
@@ -124,7 +126,8 @@ class ReadLoop:
         self._fallback = False  # auto mode gave up on SSE for this session
         self._early_sse = 0
         self._auth_retries = 0
-        self._skip = 0  # bytes of the current response already handed out (streamed bodies)
+        # Bytes (streamed bodies) or items (split JSON) of the current response already handed out.
+        self._skip = 0
         self._headers: dict[str, ValueSource] = dict(headers or {})
         self._params: dict[str, ValueSource] = dict(params or {})
         self._on_error = on_error
@@ -331,11 +334,15 @@ class ReadLoop:
 
     # -- units -----------------------------------------------------------------------------------
 
-    async def units(self, *, streamed: bool) -> AsyncGenerator[Unit, None]:
+    async def units(
+        self, *, streamed: bool, split_json: bool = False
+    ) -> AsyncGenerator[Unit, None]:
         """Every unit of the session until EOF (or up-to-date when not live).
 
         ``streamed`` hands out bodies chunk by chunk (bounded memory) instead of
-        whole responses; JSON bodies are then not parsed.
+        whole responses; JSON bodies are then not parsed. ``split_json`` hands
+        out a JSON body's items as they are parsed, also in bounded memory.
+        Either way only the last unit of a response carries its offset.
         """
         try:
             while not self.finished:
@@ -348,7 +355,8 @@ class ReadLoop:
                         async for unit in self._sse_units(response):
                             yield unit
                     else:
-                        async for unit in self._http_units(response, streamed=streamed):
+                        units = self._http_units(response, streamed=streamed, split_json=split_json)
+                        async for unit in units:
                             yield unit
                 except DurableStreamError as error:
                     if self.stopped:
@@ -364,7 +372,7 @@ class ReadLoop:
                 self._pending = None
 
     async def _http_units(
-        self, response: httpx.Response, *, streamed: bool
+        self, response: httpx.Response, *, streamed: bool, split_json: bool
     ) -> AsyncGenerator[Unit, None]:
         cached = self._etags.get(self.offset) if self._etags is not None else None
         if response.status_code == 304 and cached is not None:
@@ -386,25 +394,28 @@ class ReadLoop:
             data = b""
             items = empty_items
         elif streamed:
-            to_skip = self._skip
-            held: bytes | None = None
-            async for chunk in body_chunks(response, operation, self._interruptible):
-                if to_skip:
-                    if len(chunk) <= to_skip:
-                        to_skip -= len(chunk)
-                        continue
-                    chunk = chunk[to_skip:]
-                    to_skip = 0
-                if not chunk:
-                    continue
-                if held is not None:
-                    # Only the last chunk carries the new offset: hand out one behind.
-                    self._skip += len(held)
-                    yield Unit(held, None, None, None, False, False)
-                held = chunk
+            data, items = b"", None
+            chunks = body_chunks(response, operation, self._interruptible)
+            async with aclosing(byte_groups(chunks, skip=self._skip)) as byte_parts:
+                async for part, last in byte_parts:
+                    if last:
+                        data = part
+                    else:
+                        self._skip += len(part)
+                        yield Unit(part, None, None, None, False, False)
             self._skip = 0
-            data = held or b""
-            items = None
+        elif json_mode and split_json:
+            data, items = None, []
+            chunks = body_chunks(response, operation, self._interruptible)
+            where = {"offset": self.offset, "where": self._where, "url": self.transport.url}
+            async with aclosing(json_item_groups(chunks, skip=self._skip, **where)) as groups:
+                async for group, last in groups:
+                    if last:
+                        items = group
+                    else:
+                        self._skip += len(group)
+                        yield Unit(None, group, None, None, False, False)
+            self._skip = 0
         else:
             data = await read_body(response, operation, self._interruptible)
             items = (

@@ -267,7 +267,8 @@ class StreamResponse:
 
         ``model`` is a pydantic model, any type pydantic can validate, or a
         ``TypeAdapter``. Items that fail raise :class:`ValidationError` naming the
-        offset they were read from.
+        offset they were read from. Large responses are parsed while they
+        arrive, so memory stays bounded whatever the size of a catch-up.
 
         Example::
 
@@ -288,17 +289,23 @@ class StreamResponse:
 
     async def _items(self, adapter: pydantic.TypeAdapter[Any] | None) -> AsyncGenerator[Any, None]:
         try:
-            async with aclosing(self._loop.units(streamed=False)) as units:
+            # Large bodies are parsed as they arrive, a group of items at a time.
+            async with aclosing(self._loop.units(streamed=False, split_json=True)) as units:
                 async for unit in units:
-                    items = self._batch(unit).items if unit.has_data else []
+                    partial = unit.next_offset is None  # a response's first groups: no offset
+                    if partial or not unit.has_data:
+                        items = unit.items or []
+                    else:
+                        items = self._batch(unit).items
                     if adapter is not None:
                         items = [self._validate(adapter, item, i) for i, item in enumerate(items)]
-                    # The offset moves just before the batch's last item is handed out.
-                    for item in items[:-1]:
+                    # The offset moves just before the response's last item is handed out.
+                    for item in items if partial else items[:-1]:
                         yield item
-                    self._commit(unit)
-                    if items:
-                        yield items[-1]
+                    if not partial:
+                        self._commit(unit)
+                        if items:
+                            yield items[-1]
         finally:
             await self.aclose()
 

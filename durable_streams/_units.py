@@ -10,7 +10,7 @@ turns what they carry into units, and closes responses.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
+from ._codec import JsonArraySplitter
 from ._errors import ParseError, ServerError, error_for_exception
 from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
@@ -27,11 +28,13 @@ __all__ = [
     "Interruptible",
     "Unit",
     "body_chunks",
+    "byte_groups",
     "check_progress",
     "close",
     "error_body",
     "http_state",
     "is_event_stream",
+    "json_item_groups",
     "parse_json_body",
     "read_body",
     "sse_unit",
@@ -138,6 +141,71 @@ def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[A
             url=url,
         )
     return items
+
+
+async def byte_groups(
+    chunks: AsyncIterator[bytes], *, skip: int
+) -> AsyncGenerator[tuple[bytes, bool], None]:
+    """A body's bytes as they arrive, in ``(part, last)`` groups.
+
+    The first ``skip`` bytes were handed out before a retry and are dropped.
+    One part is held back so the last (``last=True``, possibly empty) still
+    carries data when the body has any: only it comes with the new offset.
+    """
+    held: bytes | None = None
+    async for chunk in chunks:
+        if skip:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            chunk = chunk[skip:]
+            skip = 0
+        if not chunk:
+            continue
+        if held is not None:
+            yield held, False
+        held = chunk
+    yield held or b"", True
+
+
+async def json_item_groups(
+    chunks: AsyncIterator[bytes], *, skip: int, offset: str, where: str, url: str
+) -> AsyncGenerator[tuple[list[Any], bool], None]:
+    """A JSON body's items as they parse, in ``(items, last)`` groups (bounded memory).
+
+    The first ``skip`` items were handed out before a retry and are dropped: the
+    retried response starts at the same offset with the same items. The last
+    group (``last=True``) comes once the body has ended, possibly empty.
+    """
+    splitter = JsonArraySplitter()
+
+    def unseen(items: list[Any]) -> list[Any]:
+        nonlocal skip
+        if skip:
+            dropped = min(skip, len(items))
+            skip -= dropped
+            items = items[dropped:]
+        return items
+
+    def invalid(exc: ValueError) -> ParseError:  # JSONDecodeError, UnicodeDecodeError, ...
+        return ParseError(
+            f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
+            offset=offset,
+            url=url,
+        )
+
+    async for chunk in chunks:
+        try:
+            items = unseen(splitter.feed(chunk))
+        except ValueError as exc:
+            raise invalid(exc) from None
+        if items:
+            yield items, False
+    try:
+        items = unseen(splitter.close())
+    except ValueError as exc:
+        raise invalid(exc) from None
+    yield items, True
 
 
 def sse_unit(

@@ -1,4 +1,4 @@
-"""Append payload encoding: one message per call, batches as JSON arrays."""
+"""Append payloads (one message per call, batches as JSON arrays) and JSON body splitting."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from durable_streams import EmptyAppendError, InvalidArgumentError
-from durable_streams._codec import encode_item, join_items, json_array
+from durable_streams._codec import JsonArraySplitter, encode_item, join_items, json_array
 
 
 class Event(pydantic.BaseModel):
@@ -92,3 +92,89 @@ def test_batches() -> None:
     assert json_array([b"1", b'{"a":2}']) == b'[1,{"a":2}]'
     assert join_items([b"ab", b"cd"], json_mode=False) == b"abcd"
     assert join_items([b"[1]", b"2"], json_mode=True) == b"[[1],2]"
+
+
+# -- splitting streamed JSON bodies ----------------------------------------------------------
+
+
+def split(body: bytes, cuts: list[int], step: int) -> tuple[list[Any], list[Any]]:
+    """(items handed out while feeding, items handed out at the end)."""
+    splitter = JsonArraySplitter(step=step)
+    early: list[Any] = []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(body)]:
+        early += splitter.feed(body[start:cut])
+        start = cut
+    return early, splitter.close()
+
+
+@given(
+    st.lists(json_values, max_size=30),
+    st.sampled_from([None, 0, 2]),
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    st.lists(st.integers(min_value=0, max_value=2000), max_size=20),
+    st.integers(min_value=1, max_value=64),
+)
+def test_split_items_equal_the_parsed_array(
+    items: list[Any], indent: int | None, separators: tuple[str, str], cuts: list[int], step: int
+) -> None:
+    body = (" \n" + json.dumps(items, indent=indent, separators=separators) + "\n").encode()
+    early, rest = split(body, [c % (len(body) + 1) for c in cuts], step)
+    assert early + rest == items
+
+
+def test_items_are_handed_out_as_the_body_arrives() -> None:
+    items = [{"n": n, "text": "a, [b] {c}"} for n in range(1000)]
+    body = json.dumps(items).encode()
+    early, rest = split(body, list(range(0, len(body), 500)), step=1024)
+    assert early + rest == items
+    assert len(early) > 900  # not held back until the end
+    assert len(rest) < 50
+
+
+def test_small_bodies_are_parsed_once_at_the_end() -> None:
+    early, rest = split(b'[1, "x", {"a": [2]}]', [3, 9], step=1024)
+    assert (early, rest) == ([], [1, "x", {"a": [2]}])
+
+
+@pytest.mark.parametrize("body", [b"", b"  ", b"[]", b" [ \n] "])
+def test_empty_bodies_and_arrays_have_no_items(body: bytes) -> None:
+    for step in (1, 1024):
+        assert split(body, [1], step) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1}',
+        b"1",
+        b"[1,,2]",
+        b"[,1]",
+        b"[1,]",
+        b"[1, 2] extra",
+        b"[1, 2",
+        b"[1, 2]]",
+        b"[1, \xff]",
+        b"[1, NaNa]",
+    ],
+)
+@pytest.mark.parametrize("step", [1, 3, 1024])
+def test_anything_but_one_json_array_is_refused(body: bytes, step: int) -> None:
+    with pytest.raises(ValueError):
+        split(body, list(range(0, len(body), 2)), step)
+
+
+def test_an_item_over_the_limit_is_refused_before_the_body_ends() -> None:
+    splitter = JsonArraySplitter(step=64, max_item_bytes=1000)
+    assert splitter.feed(b'[1, "') == []
+    fed = 5
+
+    def feed_until_refused() -> None:
+        nonlocal fed
+        while fed < 10_000:
+            splitter.feed(b"a, b, " * 10)  # commas inside the string never cut it
+            fed += 60
+
+    with pytest.raises(ValueError, match="larger than 1000 bytes"):
+        feed_until_refused()
+    assert fed <= 2 * (1000 + 64)  # the buffer is checked each time it doubles

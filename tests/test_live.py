@@ -21,6 +21,7 @@ from durable_streams import (
     GoneError,
     InvalidArgumentError,
     InvalidOffsetError,
+    LiveMode,
     NetworkError,
     NotFoundError,
     ParseError,
@@ -342,7 +343,7 @@ async def test_hook_returning_garbage_is_a_typed_error(mock: respx.MockRouter) -
     serve(mock, httpx.Response(503))
     async with handle() as h:
         with pytest.raises(InvalidArgumentError, match="RetryWith"):
-            await h.stream(on_error=lambda error: "retry please")
+            await h.stream(on_error=lambda error: "retry please")  # type: ignore[arg-type,return-value]
 
 
 async def test_auth_retries_are_bounded(mock: respx.MockRouter) -> None:
@@ -412,6 +413,47 @@ async def test_streamed_body_resumes_after_a_drop_without_duplicates(
     assert chunks[0] == b"ab"
     assert res.offset == O1
     assert len(slept) == 1
+
+
+async def test_large_json_body_is_parsed_as_it_arrives_and_resumes_without_duplicates(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    items = [{"n": n, "text": f"item {n}, [x] {{y}}"} for n in range(40_000)]
+    body = json.dumps(items).encode()  # about 1.4 MiB: more than one parsing step
+    handed_out_before_drop: list[int] = []
+
+    class Dropping(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for start in range(0, 1_200_000, 65_536):
+                yield body[start : min(start + 65_536, 1_200_000)]
+            handed_out_before_drop.append(len(received))
+            raise httpx.ReadError("connection reset")
+
+    headers = {"stream-next-offset": O1, "content-type": JSON}
+    dropped = httpx.Response(200, headers=headers, stream=Dropping())
+    serve(mock, dropped, ok(body, offset=O1, up_to_date=True))
+    received: list[Any] = []
+    async with handle() as h:
+        res = await h.stream()
+        with anyio.fail_after(5):
+            async for item in res.iter_json():
+                received.append(item)
+    assert received == items
+    assert len(handed_out_before_drop) == 1
+    assert handed_out_before_drop[0] > 20_000  # parsed while the body arrived
+    assert res.offset == O1
+    assert len(slept) == 1
+
+
+async def test_invalid_json_in_a_large_body_is_a_parse_error(mock: respx.MockRouter) -> None:
+    body = b"[" + b",".join(b'{"n": %d}' % n for n in range(200_000)) + b", oops]"
+    serve(mock, ok(body, offset=O1, up_to_date=True))
+    async with handle() as h:
+        res = await h.stream()
+        with pytest.raises(ParseError, match="invalid JSON"):
+            async for _item in res.iter_json():
+                pass
+    assert res.offset == "-1"  # nothing was committed from the broken response
 
 
 # -- conditional reads ---------------------------------------------------------------------
@@ -620,7 +662,7 @@ async def test_auto_does_not_hide_a_bad_offset(mock: respx.MockRouter) -> None:
 
 @pytest.mark.parametrize("live", ["sse", "long-poll"])
 async def test_aclose_from_another_task_ends_a_waiting_read(
-    mock: respx.MockRouter, live: str
+    mock: respx.MockRouter, live: LiveMode
 ) -> None:
     class Hanging(httpx.AsyncByteStream):
         """A response body that never ends (a server that never answers more)."""

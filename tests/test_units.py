@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -12,10 +14,12 @@ from durable_streams import NetworkError, ParseError, ServerError
 from durable_streams._units import (
     ERROR_BODY_BYTES,
     Unit,
+    byte_groups,
     check_progress,
     error_body,
     http_state,
     is_event_stream,
+    json_item_groups,
     parse_json_body,
     read_body,
     sse_unit,
@@ -225,3 +229,56 @@ async def test_error_body_tolerates_a_dropped_body() -> None:
     res = response(500, stream=_BrokenStream())
     assert await error_body(res) == b"partial"
     assert res.is_closed
+
+
+# -- byte_groups / json_item_groups -----------------------------------------------------------
+
+
+async def feed(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def groups(source: Any) -> list[tuple[Any, bool]]:
+    return [group async for group in source]
+
+
+@pytest.mark.anyio
+async def test_byte_groups_hold_one_part_back_for_the_last_group() -> None:
+    assert await groups(byte_groups(feed(b"ab", b"", b"cd", b"e"), skip=0)) == [
+        (b"ab", False),
+        (b"cd", False),
+        (b"e", True),
+    ]
+    assert await groups(byte_groups(feed(), skip=0)) == [(b"", True)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("skip", [0, 1, 2, 3, 5, 6])
+async def test_byte_groups_drop_exactly_the_bytes_handed_out_before_a_retry(skip: int) -> None:
+    parts = await groups(byte_groups(feed(b"ab", b"cd", b"ef"), skip=skip))
+    assert b"".join(part for part, _ in parts) == b"abcdef"[skip:]
+    assert [last for _, last in parts][-1] is True
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("skip", [0, 1, 999, 1000])
+async def test_json_item_groups_drop_the_items_handed_out_before_a_retry(skip: int) -> None:
+    items = [{"n": n, "pad": "x" * 2000} for n in range(1000)]  # ~2 MB: several groups
+    body = json.dumps(items).encode()
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    where = {"offset": OFFSET, "where": URL, "url": URL}
+    result = await groups(json_item_groups(feed(*chunks), skip=skip, **where))
+    assert [item for group, _ in result for item in group] == items[skip:]
+    assert [last for _, last in result].count(True) == 1
+    assert result[-1][1] is True
+    if skip == 0:
+        assert len(result) >= 2  # handed out as the body arrived, not only at the end
+
+
+@pytest.mark.anyio
+async def test_json_item_groups_report_invalid_json_with_the_offset() -> None:
+    where = {"offset": OFFSET, "where": URL, "url": URL}
+    with pytest.raises(ParseError, match="invalid JSON") as caught:
+        await groups(json_item_groups(feed(b'[{"a": 1}, {'), skip=0, **where))
+    assert caught.value.offset == OFFSET

@@ -21,6 +21,7 @@ import pytest
 from durable_streams import (
     Batch,
     DurableStreamError,
+    LiveMode,
     ParseError,
     RetryPolicy,
     StreamHandle,
@@ -134,6 +135,10 @@ def sse_requests(requests: list[httpx.Request]) -> int:
     return sum(r.url.params.get("live") == "sse" for r in requests)
 
 
+def sse_at_least(count: int) -> Callable[[list[httpx.Request]], bool]:
+    return lambda requests: sse_requests(requests) >= count
+
+
 @pytest.fixture
 async def network() -> AsyncIterator[tuple[httpx.AsyncClient, MeddlingNetwork]]:
     meddling = MeddlingNetwork()
@@ -180,7 +185,7 @@ def items_of(batches: list[Batch]) -> list[Any]:
 )
 @pytest.mark.parametrize("live", ["long-poll", "sse"])
 async def test_failures_mid_read_recover_with_exact_data(
-    stream_url: str, faults: ReferenceServer, live: str, fault: dict[str, Any]
+    stream_url: str, faults: ReferenceServer, live: LiveMode, fault: dict[str, Any]
 ) -> None:
     writer = await writer_for(stream_url, JSON, [{"n": 0}])
     seen: list[DurableStreamError] = []
@@ -279,6 +284,34 @@ async def test_body_dropped_half_way_resumes_with_exact_bytes(
     assert meddling.lives() == [None, None]  # same catch-up request, retried
 
 
+async def test_large_json_body_dropped_half_way_resumes_with_exact_items(
+    stream_url: str, network: tuple[httpx.AsyncClient, MeddlingNetwork]
+) -> None:
+    client, meddling = network
+    items = [{"n": n, "text": f"item {n}, [a] {{b}}"} for n in range(60_000)]  # ~2.2 MB
+    writer = await writer_for(stream_url, JSON, [])
+    for start in range(0, len(items), 15_000):
+        await writer.append_many(items[start : start + 15_000])
+    cuts = [Cut(after_bytes=1_600_000, drop=True)]
+    meddling.rule = lambda request: cuts.pop() if cuts and request.method == "GET" else None
+    received: list[Any] = []
+    reads_at_first_item = 0
+    identity = {"accept-encoding": "identity"}  # cut the JSON itself, not a gzip of it
+    reader = StreamHandle(stream_url, client=client, retry=FAST, headers=identity)
+    async with writer, reader:
+        with anyio.fail_after(20):
+            res = await reader.stream()
+            async for item in res.iter_json():
+                if not received:
+                    reads_at_first_item = len(meddling.lives())
+                received.append(item)
+        tail = (await writer.head()).next_offset
+    assert received == items
+    assert reads_at_first_item == 1  # items came out of the body that was then dropped
+    assert meddling.lives() == [None, None]  # same catch-up request, retried
+    assert res.offset == tail
+
+
 async def test_sse_reconnects_after_the_server_ends_the_connection(
     stream_url: str, network: tuple[httpx.AsyncClient, MeddlingNetwork]
 ) -> None:
@@ -294,9 +327,9 @@ async def test_sse_reconnects_after_the_server_ends_the_connection(
 
         async def write() -> None:
             for n in (1, 2):
-                await meddling.wait_for(lambda requests, n=n: sse_requests(requests) >= n)
+                await meddling.wait_for(sse_at_least(n))
                 await writer.append({"n": n})
-            await meddling.wait_for(lambda requests: sse_requests(requests) >= 3)
+            await meddling.wait_for(sse_at_least(3))
             await writer.close()
 
         with anyio.fail_after(10):
@@ -347,7 +380,7 @@ async def test_auto_mode_falls_back_to_long_poll_behind_a_buffering_proxy(
 
 @pytest.mark.parametrize("live", ["long-poll", "sse", "auto"])
 async def test_close_while_a_reader_waits_is_eof(
-    stream_url: str, network: tuple[httpx.AsyncClient, MeddlingNetwork], live: str
+    stream_url: str, network: tuple[httpx.AsyncClient, MeddlingNetwork], live: LiveMode
 ) -> None:
     client, meddling = network
     writer = await writer_for(stream_url, BINARY, [b"abc"])
@@ -369,7 +402,7 @@ async def test_close_while_a_reader_waits_is_eof(
 
 @pytest.mark.parametrize("live", ["long-poll", "sse"])
 async def test_cancelling_a_waiting_reader_releases_its_connection(
-    stream_url: str, live: str
+    stream_url: str, live: LiveMode
 ) -> None:
     writer = await writer_for(stream_url, JSON, [{"n": 0}])
     waiting = anyio.Event()

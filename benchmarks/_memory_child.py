@@ -1,6 +1,10 @@
-"""One 'read the whole byte stream' run in a fresh process, for scenario 6.
+"""One 'read the whole stream' run in a fresh process, for scenario 6.
 
-    python -m benchmarks._memory_child {sdk|raw} URL EXPECTED_BYTES
+    python -m benchmarks._memory_child {sdk|raw|sdk-json|raw-json} URL EXPECTED
+
+``sdk``/``raw`` read a byte stream and count bytes; ``sdk-json``/``raw-json``
+read a JSON stream with its items parsed (``iter_json()`` against GET +
+``json.loads`` per response) and count items.
 
 Prints one JSON object: bytes read, seconds, and the peak RSS growth, both as
 the kernel's exact peak (VmHWM, reset just before the read: ``peak_growth``)
@@ -68,6 +72,46 @@ async def read_raw(url: str) -> int:
     return received
 
 
+async def read_sdk_json(url: str) -> int:
+    received = 0
+    async with StreamHandle(url) as handle:
+        await handle.head()
+        gc.collect()
+        reset_peak_rss()
+        with RssSampler() as sampler:
+            start = time.perf_counter()
+            async with handle.stream(offset="-1", live=False) as response:
+                async for _item in response.iter_json():
+                    received += 1
+            seconds = time.perf_counter() - start
+    report(received, seconds, sampler)
+    return received
+
+
+async def read_raw_json(url: str) -> int:
+    received = 0
+    async with raw_client() as client:
+        check_status(await client.head(url), 200)
+        gc.collect()
+        reset_peak_rss()
+        with RssSampler() as sampler:
+            start = time.perf_counter()
+            offset = "-1"
+            while True:
+                response = check_status(await client.get(read_url(url, offset)), 200)
+                for _item in json.loads(response.content):
+                    received += 1
+                offset = response.headers["stream-next-offset"]
+                if "stream-up-to-date" in response.headers:
+                    break
+            seconds = time.perf_counter() - start
+    report(received, seconds, sampler)
+    return received
+
+
+READERS = {"sdk": read_sdk, "raw": read_raw, "sdk-json": read_sdk_json, "raw-json": read_raw_json}
+
+
 def report(received: int, seconds: float, sampler: RssSampler) -> None:
     peak = kernel_peak_rss()
     print(
@@ -84,10 +128,9 @@ def report(received: int, seconds: float, sampler: RssSampler) -> None:
 
 def main() -> int:
     variant, url, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    reader = read_sdk if variant == "sdk" else read_raw
-    received = anyio.run(reader, url)
+    received = anyio.run(READERS[variant], url)
     if received != expected:
-        print(f"read {received} bytes, expected {expected}", file=sys.stderr)
+        print(f"read {received}, expected {expected}", file=sys.stderr)
         return 1
     return 0
 

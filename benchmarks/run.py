@@ -49,7 +49,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "catchup": ("3 catch-up read of a JSON stream", _reads.catchup_json),
     "producer": ("4 producer throughput", _producer.producer_throughput),
     "tail": ("5 live tail latency", _live.tail_latency),
-    "memory": ("6 reading bytes: throughput and memory", _reads.read_bytes_memory),
+    "memory": ("6 large catch-ups: throughput and memory", _reads.read_memory),
     "fanout": ("7 fan-out to concurrent live readers", _fanout.fanout),
 }
 

@@ -77,6 +77,7 @@ async def test_iter_json_validation_error_names_the_offset(stream_url: str) -> N
         await writer.create(content_type=JSON)
         await writer.append({"role": "user", "text": "hi"})
         good_end = (await writer.head()).next_offset
+        assert good_end is not None
         await writer.append({"role": "user"})  # no text: does not validate
         res = await writer.stream(offset=good_end)
         events: list[ChatEvent] = []
@@ -148,6 +149,8 @@ async def test_repeated_read_at_the_tail_is_revalidated(stream_url: str) -> None
             await handle.append({"n": 2})
             assert await (await handle.stream(offset=tail)).json() == [{"n": 2}]
             await handle.close()
-            eof = await handle.stream(offset=(await handle.head()).next_offset)
+            final = (await handle.head()).next_offset
+            assert final is not None
+            eof = await handle.stream(offset=final)
             assert [b.closed async for b in eof] == [True]
     assert statuses == [200, 304, 200, 200]

@@ -20,6 +20,8 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 
@@ -34,82 +36,68 @@ from benchmarks._reads import read_url
 from durable_streams import StreamHandle
 
 
-async def read_sdk(url: str) -> int:
-    received = 0
-    async with StreamHandle(url) as handle:
-        await handle.head()  # warm-up: the pooled connection exists before measuring
-        gc.collect()
-        reset_peak_rss()
-        with RssSampler() as sampler:
-            start = time.perf_counter()
-            async with handle.stream(offset="-1", live=False) as response:
-                async for chunk in response.iter_bytes():
-                    received += len(chunk)
-            seconds = time.perf_counter() - start
+async def measured(
+    warm_up: Callable[[], Awaitable[object]], read: Callable[[], Awaitable[int]]
+) -> int:
+    """Warm up (the pooled connection exists before measuring), then time and measure ``read``."""
+    await warm_up()
+    gc.collect()
+    reset_peak_rss()
+    with RssSampler() as sampler:
+        start = time.perf_counter()
+        received = await read()
+        seconds = time.perf_counter() - start
     report(received, seconds, sampler)
     return received
 
 
-async def read_raw(url: str) -> int:
-    received = 0
+async def read_sdk(url: str, *, items: bool) -> int:
+    async with StreamHandle(url) as handle:
+
+        async def read() -> int:
+            received = 0
+            async with handle.stream(offset="-1", live=False) as response:
+                if items:
+                    async for _item in response.iter_json():
+                        received += 1
+                else:
+                    async for chunk in response.iter_bytes():
+                        received += len(chunk)
+            return received
+
+        return await measured(handle.head, read)
+
+
+async def read_raw(url: str, *, items: bool) -> int:
     async with raw_client() as client:
-        check_status(await client.head(url), 200)
-        gc.collect()
-        reset_peak_rss()
-        with RssSampler() as sampler:
-            start = time.perf_counter()
+
+        async def read() -> int:
+            received = 0
             offset = "-1"
             while True:
                 async with client.stream("GET", read_url(url, offset)) as response:
                     check_status(response, 200)
-                    async for chunk in response.aiter_bytes():
-                        received += len(chunk)
+                    if items:
+                        received += len(json.loads(await response.aread()))
+                    else:
+                        async for chunk in response.aiter_bytes():
+                            received += len(chunk)
                     offset = response.headers["stream-next-offset"]
                     if "stream-up-to-date" in response.headers:
-                        break
-            seconds = time.perf_counter() - start
-    report(received, seconds, sampler)
-    return received
+                        return received
+
+        async def warm_up() -> None:
+            check_status(await client.head(url), 200)
+
+        return await measured(warm_up, read)
 
 
-async def read_sdk_json(url: str) -> int:
-    received = 0
-    async with StreamHandle(url) as handle:
-        await handle.head()
-        gc.collect()
-        reset_peak_rss()
-        with RssSampler() as sampler:
-            start = time.perf_counter()
-            async with handle.stream(offset="-1", live=False) as response:
-                async for _item in response.iter_json():
-                    received += 1
-            seconds = time.perf_counter() - start
-    report(received, seconds, sampler)
-    return received
-
-
-async def read_raw_json(url: str) -> int:
-    received = 0
-    async with raw_client() as client:
-        check_status(await client.head(url), 200)
-        gc.collect()
-        reset_peak_rss()
-        with RssSampler() as sampler:
-            start = time.perf_counter()
-            offset = "-1"
-            while True:
-                response = check_status(await client.get(read_url(url, offset)), 200)
-                for _item in json.loads(response.content):
-                    received += 1
-                offset = response.headers["stream-next-offset"]
-                if "stream-up-to-date" in response.headers:
-                    break
-            seconds = time.perf_counter() - start
-    report(received, seconds, sampler)
-    return received
-
-
-READERS = {"sdk": read_sdk, "raw": read_raw, "sdk-json": read_sdk_json, "raw-json": read_raw_json}
+READERS = {
+    "sdk": partial(read_sdk, items=False),
+    "raw": partial(read_raw, items=False),
+    "sdk-json": partial(read_sdk, items=True),
+    "raw-json": partial(read_raw, items=True),
+}
 
 
 def report(received: int, seconds: float, sampler: RssSampler) -> None:

@@ -390,33 +390,27 @@ class ReadLoop:
             response, offset=self.offset, where=self._where
         )
         operation = f"read ({self.mode})"
-        if response.status_code == 204:
-            data = b""
-            items = empty_items
-        elif streamed:
-            data, items = b"", None
-            chunks = body_chunks(response, operation, self._interruptible)
-            async with aclosing(byte_groups(chunks, skip=self._skip)) as byte_parts:
-                async for part, last in byte_parts:
-                    if last:
-                        data = part
-                    else:
-                        self._skip += len(part)
-                        yield Unit(part, None, None, None, False, False)
-            self._skip = 0
-        elif json_mode and split_json:
-            data, items = None, []
+        data: bytes | None = b""  # a 204 (a long-poll that timed out) has no body
+        items = empty_items
+        has_body = response.status_code != 204
+        if has_body and (streamed or (json_mode and split_json)):
+            # Handed out as it arrives: partial units first, the rest with the offset.
             chunks = body_chunks(response, operation, self._interruptible)
             where = {"offset": self.offset, "where": self._where, "url": self.transport.url}
-            async with aclosing(json_item_groups(chunks, skip=self._skip, **where)) as groups:
-                async for group, last in groups:
+            parts = (
+                byte_groups(chunks, skip=self._skip)
+                if streamed
+                else json_item_groups(chunks, skip=self._skip, **where)
+            )
+            async with aclosing(parts):
+                async for part, last in parts:
                     if last:
-                        items = group
+                        data, items = part.data, part.items
                     else:
-                        self._skip += len(group)
-                        yield Unit(None, group, None, None, False, False)
+                        self._skip += part.size
+                        yield part
             self._skip = 0
-        else:
+        elif has_body:
             data = await read_body(response, operation, self._interruptible)
             items = (
                 parse_json_body(data, offset=self.offset, where=self._where, url=self.transport.url)

@@ -36,6 +36,7 @@ __all__ = [
     "is_event_stream",
     "json_item_groups",
     "parse_json_body",
+    "partial",
     "read_body",
     "sse_unit",
 ]
@@ -67,6 +68,18 @@ class Unit:
         if self.items is not None:
             return bool(self.items)
         return bool(self.data)
+
+    @property
+    def size(self) -> int:
+        """Items of a JSON unit, else bytes: what a retry of the response must skip."""
+        if self.items is not None:
+            return len(self.items)
+        return len(self.data or b"")
+
+
+def partial(data: bytes | None = None, items: list[Any] | None = None) -> Unit:
+    """A unit of part of a response: no offset or state until the response ends."""
+    return Unit(data, items, None, None, False, False)
 
 
 async def body_chunks(
@@ -145,8 +158,8 @@ def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[A
 
 async def byte_groups(
     chunks: AsyncIterator[bytes], *, skip: int
-) -> AsyncGenerator[tuple[bytes, bool], None]:
-    """A body's bytes as they arrive, in ``(part, last)`` groups.
+) -> AsyncGenerator[tuple[Unit, bool], None]:
+    """A body's bytes as they arrive, in ``(partial unit, last)`` groups.
 
     The first ``skip`` bytes were handed out before a retry and are dropped.
     One part is held back so the last (``last=True``, possibly empty) still
@@ -163,15 +176,15 @@ async def byte_groups(
         if not chunk:
             continue
         if held is not None:
-            yield held, False
+            yield partial(data=held), False
         held = chunk
-    yield held or b"", True
+    yield partial(data=held or b""), True
 
 
 async def json_item_groups(
     chunks: AsyncIterator[bytes], *, skip: int, offset: str, where: str, url: str
-) -> AsyncGenerator[tuple[list[Any], bool], None]:
-    """A JSON body's items as they parse, in ``(items, last)`` groups (bounded memory).
+) -> AsyncGenerator[tuple[Unit, bool], None]:
+    """A JSON body's items as they parse, in ``(partial unit, last)`` groups (bounded memory).
 
     The first ``skip`` items were handed out before a retry and are dropped: the
     retried response starts at the same offset with the same items. The last
@@ -200,12 +213,12 @@ async def json_item_groups(
         except ValueError as exc:
             raise invalid(exc) from None
         if items:
-            yield items, False
+            yield partial(items=items), False
     try:
         items = unseen(splitter.close())
     except ValueError as exc:
         raise invalid(exc) from None
-    yield items, True
+    yield partial(items=items), True
 
 
 def sse_unit(

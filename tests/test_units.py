@@ -239,8 +239,18 @@ async def feed(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def groups(source: Any) -> list[tuple[Any, bool]]:
-    return [group async for group in source]
+async def groups(source: AsyncIterator[tuple[Unit, bool]]) -> list[tuple[Any, bool]]:
+    """``(data or items, last)`` of each group; every group is a partial unit (no offset)."""
+    result: list[tuple[Any, bool]] = []
+    async for unit, last in source:
+        assert (unit.next_offset, unit.cursor, unit.up_to_date, unit.closed) == (
+            None,
+            None,
+            False,
+            False,
+        )
+        result.append((unit.items if unit.items is not None else unit.data, last))
+    return result
 
 
 @pytest.mark.anyio

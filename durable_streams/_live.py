@@ -155,6 +155,7 @@ class ReadLoop:
         """Move the request state past a complete unit; a healthy one forgets past failures."""
         assert unit.next_offset is not None
         self.offset = unit.next_offset
+        self._skip = 0  # whatever answers next, nothing of it was handed out yet
         if unit.cursor is not None:
             self.cursor = unit.cursor
         if healthy:
@@ -409,7 +410,6 @@ class ReadLoop:
                     else:
                         self._skip += part.size
                         yield part
-            self._skip = 0
         elif has_body:
             data = await read_body(response, operation, self._interruptible)
             items = (

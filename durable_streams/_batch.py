@@ -22,12 +22,13 @@ __all__ = ["Batch", "Waiter", "when_body_written"]
 class Waiter:
     """One ``send()`` caller waiting for the batch that carries its item."""
 
-    __slots__ = ("ack", "done", "error")
+    __slots__ = ("ack", "done", "error", "raised")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.ack: ProducerAck | None = None
         self.error: DurableStreamError | None = None
+        self.raised = False  # send() raised ``error`` to its caller (not cancelled first)
 
 
 class Batch:

@@ -119,7 +119,8 @@ class Batcher:
         self._fatal: DurableStreamError | None = None  # fenced or closed: nothing more is sent
         self.accepting = False  # the producer is running and takes items
         self.fast_limit = -1  # see refresh_fast_limit()
-        self.failures: list[BatchFailure] = []
+        # Failed batches not yet listed by flush(), with the send() waiters of their items.
+        self.failures: list[tuple[BatchFailure, list[Waiter]]] = []
 
         self.acked_messages = 0
         self.acked_batches = 0
@@ -372,11 +373,8 @@ class Batcher:
         )
         self.failed_batches += 1
         batch.error = error
-        # Listed for flush() unless every item's failure was already raised to its
-        # send() caller (one waiter per item): an error is reported once. A failed
-        # close is raised by close() itself.
-        if not batch.close and len(batch.waiters) < batch.item_count:
-            self.failures.append(failure)
+        if not batch.close:  # a failed close is raised by close() itself
+            self.failures.append((failure, batch.waiters))
         for waiter in batch.waiters:
             waiter.error = error
             waiter.done.set()

@@ -66,9 +66,9 @@ class IdempotentProducer:
     Failures: a batch that fails for good (a non-retryable status, or retries
     exhausted) is passed to ``on_error(error, failure)`` and listed by the
     :class:`ProducerFlushError` of the next ``flush()``/``close()``/exit (unless
-    every item in it was sent with ``await send()``, which raised the error
-    already: each failure is reported once); the batches behind it continue in
-    the next epoch. A 403 raises
+    ``await send()`` already raised the error for every item in it: each
+    failure is reported once, and a cancelled ``send()`` raised nothing); the
+    batches behind it continue in the next epoch. A 403 raises
     :class:`StaleEpochError` for this and every later batch unless
     ``auto_claim=True``, which moves to the server's epoch + 1. A closed (or
     deleted) stream fails this and every later batch with
@@ -415,6 +415,7 @@ class IdempotentProducer:
         (batcher.open_waiters if batcher.items else batcher.queue[-1].waiters).append(waiter)
         await waiter.done.wait()
         if waiter.error is not None:
+            waiter.raised = True  # reported here: flush() need not list it again
             raise waiter.error
         assert waiter.ack is not None
         return waiter.ack
@@ -466,7 +467,17 @@ class IdempotentProducer:
         batcher = self._batcher
         if not batcher.failures:
             return
-        failures, batcher.failures = batcher.failures, []
+        # Each failure is reported once: leave out batches whose every item (one
+        # waiter each) had its error raised by send(). A cancelled send() raised
+        # nothing, so its item is still listed.
+        failures = [
+            failure
+            for failure, waiters in batcher.failures
+            if sum(waiter.raised for waiter in waiters) < failure.item_count
+        ]
+        batcher.failures = []
+        if not failures:
+            return
         first = failures[0].error
         items = sum(f.item_count for f in failures)
         raise ProducerFlushError(

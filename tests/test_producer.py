@@ -366,12 +366,40 @@ async def test_a_rejected_batch_is_not_retried(
     assert len(server.requests) == 1
 
 
+async def test_a_cancelled_send_leaves_its_failure_to_flush(handle: StreamHandle) -> None:
+    requested, answer = anyio.Event(), anyio.Event()
+
+    async def reply(request: httpx.Request) -> httpx.Response:
+        requested.set()
+        await answer.wait()
+        return httpx.Response(400, text="no")
+
+    with respx.mock() as router:
+        router.post(URL).mock(side_effect=reply)
+        async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
+            with anyio.CancelScope() as scope:  # a caller's timeout, say
+
+                async def cancel_once_sent() -> None:
+                    await requested.wait()
+                    scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel_once_sent)
+                    await producer.send(b'"x"')
+            assert scope.cancelled_caught
+            answer.set()
+            # send() raised nothing, so the failure must not be lost.
+            with pytest.raises(ProducerFlushError) as raised:
+                await producer.flush()
+            assert [f.item_count for f in raised.value.failures] == [1]
+
+
 async def test_flush_lists_a_failed_batch_that_also_held_fire_and_forget_items(
     server: Server, handle: StreamHandle
 ) -> None:
     server.script = [status(400)]
-    async with IdempotentProducer(handle, "p", linger_ms=10_000) as producer:
-        producer.append(b"unawaited")
+    async with IdempotentProducer(handle, "p", linger_ms=20) as producer:
+        producer.append(b"unawaited")  # no await before send(): both wait in one open batch
         with pytest.raises(BadRequestError):
             await producer.send(b"awaited")  # same batch: the flush below still lists it
         with pytest.raises(ProducerFlushError) as raised:

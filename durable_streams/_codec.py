@@ -11,7 +11,7 @@ import pydantic_core
 from . import _protocol as p
 from ._errors import EmptyAppendError, InvalidArgumentError
 
-__all__ = ["JsonArraySplitter", "encode_item", "join_items", "json_array"]
+__all__ = ["JsonArraySplitter", "encode_item", "join_items", "json_array", "loads_json"]
 
 #: A streamed JSON body is cut into items each time this much more has arrived.
 SPLIT_STEP_BYTES = 1024 * 1024
@@ -79,6 +79,19 @@ def json_array(messages: Iterable[bytes]) -> bytes:
 def join_items(messages: Iterable[bytes], *, json_mode: bool) -> bytes:
     """The request body for several encoded items: a JSON array, or concatenated bytes."""
     return json_array(messages) if json_mode else b"".join(messages)
+
+
+def loads_json(data: bytes) -> Any:
+    """Parse JSON text that must be UTF-8; every failure is a ``ValueError``.
+
+    Unlike ``json.loads(bytes)`` it never guesses UTF-16/32 or lets lone
+    surrogates through, and a value nested too deeply for the parser raises
+    ``ValueError`` instead of ``RecursionError``.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class JsonArraySplitter:
@@ -161,11 +174,11 @@ class JsonArraySplitter:
         """The body ended: return the remaining items (``[]`` for an empty body)."""
         buffer = self._take()
         if not self._opened:
-            items = json.loads(buffer) if buffer.strip(_WHITESPACE) else []
+            items = loads_json(buffer) if buffer.strip(_WHITESPACE) else []
             if not isinstance(items, list):
                 raise ValueError("the body is not a JSON array")
             return items
-        items = json.loads(b"[" + buffer)
+        items = loads_json(b"[" + buffer)
         if self._cuts and not items:
             raise ValueError("a trailing comma before ]")
         assert isinstance(items, list)  # "[" + text parses as an array or not at all
@@ -179,7 +192,7 @@ class JsonArraySplitter:
         if cut < 0:
             return [], 0
         try:
-            items = json.loads(b"".join((b"[", memoryview(buffer)[:cut], b"]")))
+            items = loads_json(b"".join((b"[", memoryview(buffer)[:cut], b"]")))
         except ValueError:
             return _scan_items(buffer)  # the comma was inside an item
         if not items:
@@ -219,7 +232,7 @@ def _scan_items(buffer: bytes) -> tuple[list[Any], int]:
             position += 1
         try:
             item, after = _decoder.raw_decode(text, position)
-        except ValueError:
+        except (ValueError, RecursionError):
             break  # an incomplete item (or bad JSON, which close() will report)
         while after < end and text[after] in " \t\r\n":
             after += 1

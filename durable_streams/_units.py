@@ -9,7 +9,6 @@ turns what they carry into units, and closes responses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._codec import JsonArraySplitter
+from ._codec import JsonArraySplitter, loads_json
 from ._errors import ParseError, ServerError, error_for_exception
 from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
@@ -140,8 +139,8 @@ def check_progress(unit: Unit, response: httpx.Response, *, offset: str, where: 
 def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[Any]:
     """The messages of a JSON stream's response body (a JSON array)."""
     try:
-        items = json.loads(body) if body else []
-    except (ValueError, UnicodeDecodeError) as exc:
+        items = loads_json(body) if body else []
+    except ValueError as exc:
         raise ParseError(
             f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
             offset=offset,

@@ -156,6 +156,10 @@ def test_empty_bodies_and_arrays_have_no_items(body: bytes) -> None:
         b"[1, 2]]",
         b"[1, \xff]",
         b"[1, NaNa]",
+        b"[1,\x002\x00]\x00",  # UTF-16 is not guessed, whatever the chunking
+        b'[{"a":1},{"b":"\xed\xa0\x80"}]',  # a lone surrogate is not UTF-8
+        b"\xef\xbb\xbf[1, 2]",  # nor is a byte order mark JSON text
+        b"[" * 100_000 + b"]" * 100_000,  # too deep for the parser: ValueError, not RecursionError
     ],
 )
 @pytest.mark.parametrize("step", [1, 3, 1024])

@@ -292,3 +292,8 @@ async def test_json_item_groups_report_invalid_json_with_the_offset() -> None:
     with pytest.raises(ParseError, match="invalid JSON") as caught:
         await groups(json_item_groups(feed(b'[{"a": 1}, {'), skip=0, **where))
     assert caught.value.offset == OFFSET
+
+
+def test_json_nested_too_deeply_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse_json_body(b"[" * 100_000 + b"]" * 100_000, offset=OFFSET, where=URL, url=URL)

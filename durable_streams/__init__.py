@@ -60,7 +60,8 @@ from ._models import (
 )
 from ._producer import IdempotentProducer, ProducerAck, ProducerOnError, ProducerStats
 from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
-from ._response import StreamRequest, StreamResponse
+from ._request import StreamRequest
+from ._response import StreamResponse
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, new_client
 

@@ -15,7 +15,7 @@ from . import _protocol as p
 from ._handle import StreamHandle
 from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
-from ._response import StreamRequest, stream_request
+from ._request import StreamRequest, stream_request
 from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg
 

@@ -23,7 +23,7 @@ from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type, create_headers, parse_expires_at
 from ._redact import redact_url
-from ._response import StreamRequest, stream_request
+from ._request import StreamRequest, stream_request
 from ._retry import RetryPolicy, call_with_retry
 from ._transport import (
     HeadersArg,

@@ -3,16 +3,18 @@
 A response is consumed exactly once: ``async for batch in res``, one of the
 ``iter_*`` methods, one of the accumulating methods (``body``/``text``/``json``)
 or one of the ``subscribe_*`` methods. Its ``offset`` only moves when data has
-been handed to you, so persisting it and resuming later never skips or repeats
-anything.
+been handed to you, so persisting it and resuming later never skips anything,
+and never repeats a batch. Offsets exist only where a server response ends: the
+item and chunk iterators move ``offset`` with a response's last piece, so
+stopping in the middle of a large response and resuming repeats that
+response's earlier pieces.
 """
 
 from __future__ import annotations
 
 import codecs
 import inspect
-import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -22,14 +24,15 @@ import httpx
 import pydantic
 
 from . import _protocol as p
+from ._codec import loads_json
 from ._errors import ParseError, UsageError, ValidationError
-from ._live import OnError, ReadLoop
+from ._live import ReadLoop
 from ._models import Batch
 from ._redact import excerpt, redact_url
-from ._transport import HeadersArg, ParamsArg, Transport
+from ._transport import Transport
 from ._units import Unit
 
-__all__ = ["StreamRequest", "StreamResponse"]
+__all__ = ["StreamResponse"]
 
 T = TypeVar("T")
 
@@ -268,7 +271,9 @@ class StreamResponse:
         ``model`` is a pydantic model, any type pydantic can validate, or a
         ``TypeAdapter``. Items that fail raise :class:`ValidationError` naming the
         offset they were read from. Large responses are parsed while they
-        arrive, so memory stays bounded whatever the size of a catch-up.
+        arrive, so memory stays bounded whatever the size of a catch-up (and a
+        body that turns out to be invalid late raises :class:`ParseError` after
+        its earlier items).
 
         Example::
 
@@ -291,6 +296,7 @@ class StreamResponse:
         try:
             # Large bodies are parsed as they arrive, a group of items at a time.
             async with aclosing(self._loop.units(streamed=False, split_json=True)) as units:
+                first = 0  # index in its response of the unit's first item
                 async for unit in units:
                     partial = unit.next_offset is None  # a response's first groups: no offset
                     if partial or not unit.has_data:
@@ -298,7 +304,10 @@ class StreamResponse:
                     else:
                         items = self._batch(unit).items
                     if adapter is not None:
-                        items = [self._validate(adapter, item, i) for i, item in enumerate(items)]
+                        items = [
+                            self._validate(adapter, item, first + i) for i, item in enumerate(items)
+                        ]
+                    first = first + len(items) if partial else 0
                     # The offset moves just before the response's last item is handed out.
                     for item in items if partial else items[:-1]:
                         yield item
@@ -314,7 +323,7 @@ class StreamResponse:
             return adapter.validate_python(item)
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"item {index} of the batch read at offset {excerpt(self._offset)} does not "
+                f"item {index} of the response read at offset {excerpt(self._offset)} does not "
                 f"validate: {excerpt(str(exc), 500)}",
                 offset=self._offset,
                 url=self._loop.transport.url,
@@ -360,8 +369,8 @@ class StreamResponse:
             return items
         data = await self._accumulate()
         try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return loads_json(data)
+        except ValueError as exc:
             raise ParseError(
                 f"stream data is not a JSON document: {exc}", url=self._loop.transport.url
             ) from None
@@ -432,77 +441,3 @@ def _merge_json_arrays(arrays: list[bytes]) -> bytes:
     """Several JSON array texts as one array, without parsing them again."""
     inner = [body.strip()[1:-1].strip() for body in arrays]
     return b"[" + b",".join(part for part in inner if part) + b"]"
-
-
-class StreamRequest:
-    """What ``handle.stream(...)`` returns: await it, or use it with ``async with``.
-
-    Awaiting sends the first request (so a missing stream raises
-    :class:`NotFoundError` there) and returns the :class:`StreamResponse`; the
-    ``async with`` form also closes the response on exit.
-
-    Example::
-
-        res = await handle.stream(offset="-1")
-        async with handle.stream(offset="-1", live="auto") as res:
-            ...
-    """
-
-    __slots__ = ("_open", "_response")
-
-    def __init__(self, open_response: Callable[[], Awaitable[StreamResponse]]) -> None:
-        self._open = open_response
-        self._response: StreamResponse | None = None
-
-    def __await__(self) -> Generator[Any, None, StreamResponse]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> StreamResponse:
-        self._response = await self._open()
-        return self._response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._response is not None:
-            await self._response.aclose()
-
-
-def stream_request(
-    transport: Transport,
-    *,
-    offset: str | int,
-    live: p.LiveMode,
-    headers: HeadersArg,
-    params: ParamsArg,
-    on_error: OnError | None,
-    content_type: str | None,
-    etags: dict[str, tuple[str, str | None]] | None,
-    owns_transport: bool,
-) -> StreamRequest:
-    """The awaitable/context manager behind ``handle.stream()`` and ``stream()``."""
-
-    async def open_response() -> StreamResponse:
-        try:
-            loop = ReadLoop(
-                transport,
-                offset=offset,
-                live=live,
-                headers=headers,
-                params=params,
-                on_error=on_error,
-                content_type=content_type,
-                etags=etags,
-            )
-            await loop.start()
-        except BaseException:
-            if owns_transport:
-                with anyio.CancelScope(shield=True):
-                    await transport.aclose()
-            raise
-        return StreamResponse(loop, owned_transport=transport if owns_transport else None)
-
-    return StreamRequest(open_response)

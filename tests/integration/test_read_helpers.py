@@ -95,6 +95,27 @@ async def test_iter_json_validation_error_names_the_offset(stream_url: str) -> N
         assert first[0] == {"role": "user", "text": "hi"}
 
 
+async def test_iter_json_validation_error_counts_items_across_a_large_response(
+    stream_url: str,
+) -> None:
+    # ~2 MB in one response: parsed in several groups, yet the index is the response's.
+    events: list[dict[str, str]] = [{"role": "user", "text": f"{n:060d}"} for n in range(40_000)]
+    events[30_000] = {"role": "user"}  # no text: does not validate
+    async with StreamHandle(stream_url) as writer:
+        await writer.create(content_type=JSON)
+        await writer.append_many(events)
+        res = await writer.stream()
+        received: list[ChatEvent] = []
+
+        async def read() -> None:
+            async for event in res.iter_json(model=ChatEvent):
+                received.append(event)
+
+        with anyio.fail_after(10), pytest.raises(ValidationError, match="item 30000 of"):
+            await read()
+    assert len(received) < 30_000
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_large_binary_stream_streams_exact_bytes(stream_url: str) -> None:
     payload = os.urandom(1024 * 1024)  # compressed responses included (>= 1 KiB)

@@ -11,7 +11,14 @@ import pydantic_core
 from . import _protocol as p
 from ._errors import EmptyAppendError, InvalidArgumentError
 
-__all__ = ["JsonArraySplitter", "encode_item", "join_items", "json_array", "loads_json"]
+__all__ = [
+    "JsonArraySplitter",
+    "encode_item",
+    "join_items",
+    "json_array",
+    "loads_json",
+    "loads_json_array",
+]
 
 #: A streamed JSON body is cut into items each time this much more has arrived.
 SPLIT_STEP_BYTES = 1024 * 1024
@@ -94,6 +101,14 @@ def loads_json(data: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+def loads_json_array(data: bytes) -> list[Any]:
+    """A whole JSON array body (``[]`` when blank); anything else is a ``ValueError``."""
+    items = loads_json(data) if data.strip(_WHITESPACE) else []
+    if not isinstance(items, list):
+        raise ValueError("the body is not a JSON array")
+    return items
+
+
 class JsonArraySplitter:
     """Parses a JSON array arriving in chunks, handing out its items as they complete.
 
@@ -116,7 +131,7 @@ class JsonArraySplitter:
     """
 
     __slots__ = (
-        "_cuts",
+        "_cut_before",
         "_item_start",
         "_max_item",
         "_next_attempt",
@@ -135,7 +150,7 @@ class JsonArraySplitter:
         self._max_item = max_item_bytes
         self._next_attempt = step
         self._opened = False  # the leading "[" was consumed
-        self._cuts = 0
+        self._cut_before = False  # items were cut off: what remains must hold one
         self._item_start = b","  # a comma and how the first item starts
 
     def feed(self, chunk: bytes) -> list[Any]:
@@ -157,7 +172,7 @@ class JsonArraySplitter:
             self._item_start = _item_start(buffer)
         items, used = self._cut(buffer)
         if items:
-            self._cuts += 1
+            self._cut_before = True
             buffer = buffer[used:]
             self._next_attempt = len(buffer) + self._step
         elif len(buffer) > self._max_item + self._step:
@@ -174,12 +189,9 @@ class JsonArraySplitter:
         """The body ended: return the remaining items (``[]`` for an empty body)."""
         buffer = self._take()
         if not self._opened:
-            items = loads_json(buffer) if buffer.strip(_WHITESPACE) else []
-            if not isinstance(items, list):
-                raise ValueError("the body is not a JSON array")
-            return items
+            return loads_json_array(buffer)
         items = loads_json(b"[" + buffer)
-        if self._cuts and not items:
+        if self._cut_before and not items:
             raise ValueError("a trailing comma before ]")
         assert isinstance(items, list)  # "[" + text parses as an array or not at all
         return items

@@ -113,6 +113,7 @@ class ReadLoop:
         if on_error is not None and not callable(on_error):
             raise InvalidArgumentError("on_error must be callable", field="on_error")
         self.transport = transport
+        self._where = redact_url(transport.url)  # for messages: computed once, not per response
         self.live: p.LiveMode = live
         self.offset = normalize_offset(offset)
         self.cursor: str | None = None
@@ -168,10 +169,6 @@ class ReadLoop:
                 self.finished = True
             else:
                 self._live_started = True
-
-    @property
-    def _where(self) -> str:
-        return redact_url(self.transport.url)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -397,11 +394,16 @@ class ReadLoop:
         if has_body and (streamed or (json_mode and split_json)):
             # Handed out as it arrives: partial units first, the rest with the offset.
             chunks = body_chunks(response, operation, self._interruptible)
-            where = {"offset": self.offset, "where": self._where, "url": self.transport.url}
             parts = (
                 byte_groups(chunks, skip=self._skip)
                 if streamed
-                else json_item_groups(chunks, skip=self._skip, **where)
+                else json_item_groups(
+                    chunks,
+                    skip=self._skip,
+                    offset=self.offset,
+                    where=self._where,
+                    url=self.transport.url,
+                )
             )
             async with aclosing(parts):
                 async for part, last in parts:

@@ -11,9 +11,8 @@ turning on logging never prints a token from a stream URL.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -23,10 +22,10 @@ from . import _protocol as p
 
 __all__ = [
     "BODY_EXCERPT_CHARS",
+    "SENDING",
     "REDACTED",
     "excerpt",
     "is_secret_header",
-    "redacting_httpx_logs",
     "redact_headers",
     "redact_url",
 ]
@@ -80,29 +79,21 @@ def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     return safe + ("…" if len(text) > limit else "")
 
 
-# Set while the SDK sends a request: httpx logs from inside that call, in the same context.
-_sending: ContextVar[bool] = ContextVar("durable_streams_sending", default=False)
+#: Set (``SENDING.set(True)``, then ``reset``) while the SDK sends a request: httpx
+#: logs from inside that call, in the same context. A bare set/reset rather than a
+#: context manager: it runs on every request.
+SENDING: ContextVar[bool] = ContextVar("durable_streams_sending", default=False)
 
 
 class _HttpxLogRedactor(logging.Filter):
     """Redacts the URLs in httpx's log records for requests the SDK sends."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _sending.get() and isinstance(record.args, tuple):
+        if SENDING.get() and isinstance(record.args, tuple):
             record.args = tuple(
                 redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
             )
         return True
-
-
-@contextlib.contextmanager
-def redacting_httpx_logs() -> Iterator[None]:
-    """Within this block, httpx log records show redacted URLs."""
-    token = _sending.set(True)
-    try:
-        yield
-    finally:
-        _sending.reset(token)
 
 
 _httpx_logger = logging.getLogger("httpx")

@@ -24,7 +24,7 @@ from ._errors import (
     error_for_exception,
     error_for_response,
 )
-from ._redact import redact_url, redacting_httpx_logs
+from ._redact import SENDING, redact_url
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -303,8 +303,11 @@ class Transport:
                 url=request.url,
             )
         try:
-            with redacting_httpx_logs():
+            sending = SENDING.set(True)  # httpx's log line for this request is redacted
+            try:
                 response = await self.client.send(request, stream=True)
+            finally:
+                SENDING.reset(sending)
             if stream:
                 return response
             try:

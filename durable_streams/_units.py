@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._codec import JsonArraySplitter, loads_json
+from ._codec import JsonArraySplitter, loads_json_array
 from ._errors import ParseError, ServerError, error_for_exception
 from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
@@ -32,6 +32,7 @@ __all__ = [
     "close",
     "error_body",
     "http_state",
+    "invalid_json",
     "is_event_stream",
     "json_item_groups",
     "parse_json_body",
@@ -136,23 +137,21 @@ def check_progress(unit: Unit, response: httpx.Response, *, offset: str, where: 
         )
 
 
+def invalid_json(exc: ValueError, *, offset: str, where: str, url: str) -> ParseError:
+    """The error for a JSON stream's response body that is not one JSON array."""
+    return ParseError(
+        f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
+        offset=offset,
+        url=url,
+    )
+
+
 def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[Any]:
     """The messages of a JSON stream's response body (a JSON array)."""
     try:
-        items = loads_json(body) if body else []
-    except ValueError as exc:
-        raise ParseError(
-            f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
-            offset=offset,
-            url=url,
-        ) from None
-    if not isinstance(items, list):
-        raise ParseError(
-            f"read response at offset {excerpt(offset)} from {where} is not a JSON array",
-            offset=offset,
-            url=url,
-        )
-    return items
+        return loads_json_array(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, ...
+        raise invalid_json(exc, offset=offset, where=where, url=url) from None
 
 
 async def byte_groups(
@@ -199,24 +198,17 @@ async def json_item_groups(
             items = items[dropped:]
         return items
 
-    def invalid(exc: ValueError) -> ParseError:  # JSONDecodeError, UnicodeDecodeError, ...
-        return ParseError(
-            f"invalid JSON in read response at offset {excerpt(offset)} from {where}: {exc}",
-            offset=offset,
-            url=url,
-        )
-
     async for chunk in chunks:
         try:
             items = unseen(splitter.feed(chunk))
         except ValueError as exc:
-            raise invalid(exc) from None
+            raise invalid_json(exc, offset=offset, where=where, url=url) from None
         if items:
             yield partial(items=items), False
     try:
         items = unseen(splitter.close())
     except ValueError as exc:
-        raise invalid(exc) from None
+        raise invalid_json(exc, offset=offset, where=where, url=url) from None
     yield partial(items=items), True
 
 

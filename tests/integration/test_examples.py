@@ -1,4 +1,8 @@
-"""examples/event_producer.py runs against the reference server and stops cleanly."""
+"""The examples run against the reference server and do what they print.
+
+``examples/quickstart.py`` resumes a live read with no gap and no duplicate;
+``examples/event_producer.py`` stores every event it produced and stops cleanly.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,31 @@ import pytest
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event_producer.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("event_producer_example", EXAMPLE)
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+async def test_the_quickstart_resumes_without_gap_or_duplicate(
+    server_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DURABLE_STREAMS_URL", server_url)
+    example = load_example("quickstart")
+    with anyio.fail_after(20):
+        await example.main()
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line.split()[0] for line in lines]
+    for step in ("create", "append", "head", "read", "live", "resume", "close", "check"):
+        assert step in steps
+    assert "connection lost (simulated)" in "\n".join(lines)
+    assert lines[-1] == "check   -> received 6 of 6 messages: no gap, no duplicate"
 
 
 async def stored_ticks(url: str) -> list[int]:
@@ -32,7 +51,7 @@ async def stored_ticks(url: str) -> list[int]:
 
 
 async def test_the_example_stores_every_event_it_produced(stream_url: str) -> None:
-    example = load_example()
+    example = load_example("event_producer")
     with anyio.fail_after(20):
         sent = await example.run_service(stream_url, stop=anyio.Event(), max_events=300)
     assert sent == 300
@@ -40,7 +59,7 @@ async def test_the_example_stores_every_event_it_produced(stream_url: str) -> No
 
 
 async def test_stopping_the_example_flushes_what_is_pending(stream_url: str) -> None:
-    example = load_example()
+    example = load_example("event_producer")
     stop = anyio.Event()
     sent = 0
 

@@ -58,6 +58,7 @@ from ._models import (
     ProducerStats,
     StreamInfo,
 )
+from ._position import Position, PositionUnit
 from ._producer import IdempotentProducer
 from ._protocol import OFFSET_NOW, OFFSET_START
 from ._response import StreamRequest, StreamResponse
@@ -106,6 +107,8 @@ __all__ = [
     "OnError",
     "ParamsArg",
     "ParseError",
+    "Position",
+    "PositionUnit",
     "PayloadTooLargeError",
     "ProducerAck",
     "ProducerBufferFullError",

@@ -15,6 +15,7 @@ from . import _protocol as p
 from ._handle import StreamHandle
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type
+from ._position import Position
 from ._response import StreamRequest, stream_request
 from ._retry import RetryPolicy
 from ._transport import Transport
@@ -154,7 +155,7 @@ async def delete(
 def stream(
     url: str,
     *,
-    offset: str | int = p.OFFSET_START,
+    offset: str | int | Position = p.OFFSET_START,
     live: LiveMode = False,
     client: httpx.AsyncClient | None = None,
     content_type: str | None = None,
@@ -186,6 +187,7 @@ def stream(
         params=None,
         on_error=on_error,
         content_type=check_content_type(content_type),
+        retry=retry,
         etags=None,
         owns_transport=True,
     )

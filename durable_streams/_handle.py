@@ -21,6 +21,7 @@ from ._errors import (
 )
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type, create_headers, parse_expires_at
+from ._position import Position
 from ._read_loop import EtagCache
 from ._redact import redact_url
 from ._response import StreamRequest, stream_request
@@ -322,20 +323,28 @@ class StreamHandle:
 
     def stream(
         self,
-        offset: str | int = p.OFFSET_START,
+        offset: str | int | Position = p.OFFSET_START,
         live: LiveMode = False,
         *,
         headers: HeadersArg = None,
         params: ParamsArg = None,
         on_error: OnError | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StreamRequest:
         """Read the stream from ``offset``: await it, or use it with ``async with``.
 
-        ``offset`` is ``"-1"`` (start), ``"now"`` (tail) or an offset you stored.
+        ``offset`` is ``"-1"`` (start), ``"now"`` (tail), an offset you stored, or
+        a :class:`Position` (``res.position``: finer than an offset, it also skips
+        what of a response was already handed out).
         ``live``: ``False`` reads to the tail and stops; ``"long-poll"``, ``"sse"``,
         ``True`` (long-poll) and ``"auto"`` (SSE, falling back to long-poll) keep
-        reading new data until the stream closes. Failed requests are retried
-        from the current offset under the handle's :class:`RetryPolicy`.
+        reading new data until the stream closes.
+
+        Failed requests are retried from the current position under ``retry``:
+        by default the handle's :class:`RetryPolicy` for catch-up reads, and for
+        live reads the same delays without attempt or elapsed limits, so a
+        follower outlives a server restart (a policy with ``max_attempts=1``
+        stays without retries); pass ``retry=`` to bound a live read.
 
         ``on_error(error)`` (sync or async) is called for every failed request of
         the session that could be retried — network errors, timeouts, 5xx, 429 —
@@ -363,6 +372,7 @@ class StreamHandle:
             content_type=self._content_type,
             etags=self._etags,
             owns_transport=False,
+            retry=retry,
         )
 
     # -- head / exists / delete ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import ParseError, UsageError
+from ._position import Position
 from ._redact import excerpt
 
 __all__ = [
@@ -173,6 +174,11 @@ class Batch:
             items = self._items if self._items is not None else []
             self._data = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
         return self._data
+
+    @property
+    def position(self) -> Position:
+        """Where to resume after this batch (a :class:`Position` at :attr:`offset`)."""
+        return Position(self.offset)
 
     @property
     def text(self) -> str:

@@ -7,7 +7,7 @@ request, and what a :class:`~durable_streams.StreamResponse` has handed out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ._errors import InvalidOffsetError
@@ -18,13 +18,17 @@ __all__ = ["Position", "PositionUnit", "ReadPosition"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadPosition:
-    """A read's position: ``offset`` to resume from, ``cursor`` to echo, and its state.
+    """A read's position: ``offset`` to resume from, ``skip``, ``cursor`` to echo, and state.
 
-    ``up_to_date`` means the data up to ``offset`` reached the stream's tail;
-    ``closed`` that the stream is closed there (EOF).
+    ``skip`` counts what of the data after ``offset`` is already handed out (or,
+    for a response's end, what a stored position still asked to skip past it):
+    items of a JSON read, bytes otherwise. ``up_to_date`` means the data up to
+    ``offset`` reached the stream's tail; ``closed`` that the stream is closed
+    there (EOF).
     """
 
     offset: str
+    skip: int = 0
     cursor: str | None = None
     up_to_date: bool = False
     closed: bool = False
@@ -33,10 +37,16 @@ class ReadPosition:
         """The position after data that ends at ``end`` (a response keeps the last cursor
         when it carries none)."""
         if end.cursor is None and self.cursor is not None:
-            return ReadPosition(
-                offset=end.offset, cursor=self.cursor, up_to_date=end.up_to_date, closed=end.closed
-            )
+            return replace(end, cursor=self.cursor)
         return end
+
+    def handed_out(self, count: int) -> ReadPosition:
+        """The position after ``count`` more items (or bytes) of the current response."""
+        return replace(self, skip=self.skip + count)
+
+    def resumable(self, unit: PositionUnit) -> Position:
+        """The :class:`Position` to resume from, its ``skip`` counted in ``unit``."""
+        return Position(self.offset, self.skip, unit)
 
 
 PositionUnit = Literal["items", "bytes"]

@@ -15,7 +15,7 @@ import enum
 import inspect
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -27,20 +27,23 @@ from ._errors import (
     DurableStreamError,
     ForbiddenError,
     InvalidArgumentError,
+    InvalidOffsetError,
     NetworkError,
     NotSupportedError,
     ParseError,
     TransportError,
     UnauthorizedError,
+    UsageError,
     error_for_response,
 )
-from ._position import ReadPosition
+from ._position import Position, PositionUnit, ReadPosition
 from ._redact import excerpt, redact_url
-from ._retry import is_retryable
+from ._retry import RetryPolicy, is_retryable
 from ._sse import iter_sse_events
 from ._transport import DEFAULT_TIMEOUT, Transport, error_body, iter_body, read_body, release
 from ._types import HeadersArg, LiveMode, OnError, ParamsArg, RetryWith, ValueSource
 from ._units import (
+    Skip,
     Unit,
     byte_groups,
     check_progress,
@@ -112,6 +115,18 @@ class EtagCache:
         return len(self._reads)
 
 
+def start_position(offset: str | int | Position) -> Position:
+    """Where a read starts: ``-1`` (int) means the start; strings are opaque offsets."""
+    if isinstance(offset, Position):
+        if offset.skip and offset.offset == p.OFFSET_NOW:
+            raise InvalidArgumentError(
+                "a position at 'now' cannot skip anything (there is nothing before it to skip)",
+                field="offset",
+            )
+        return offset
+    return Position(normalize_offset(offset))
+
+
 def normalize_offset(offset: str | int) -> str:
     """The offset as sent: ``-1`` (int) means the start; strings are opaque."""
     if isinstance(offset, bool):
@@ -124,7 +139,9 @@ def normalize_offset(offset: str | int) -> str:
             )
         return p.OFFSET_START
     if not isinstance(offset, str) or not offset:
-        raise InvalidArgumentError("offset must be a non-empty string", field="offset")
+        raise InvalidArgumentError(
+            "offset must be a non-empty string, -1 or a Position", field="offset"
+        )
     return offset
 
 
@@ -138,13 +155,14 @@ class ReadLoop:
         self,
         transport: Transport,
         *,
-        offset: str | int,
+        offset: str | int | Position,
         live: LiveMode,
         headers: HeadersArg,
         params: ParamsArg,
         on_error: OnError | None,
         content_type: str | None,
         etags: EtagCache | None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not (live is True or live is False or (isinstance(live, str) and live in _LIVE_MODES)):
             raise InvalidArgumentError(
@@ -155,7 +173,11 @@ class ReadLoop:
         self.transport = transport
         self._where = redact_url(transport.url)  # for messages: computed once, not per response
         self.live: LiveMode = live
-        self.position = ReadPosition(offset=normalize_offset(offset))  # of the next request
+        start = start_position(offset)
+        # Where the next request reads from; ``skip`` counts what of its answer the caller
+        # already has (handed out before a retry, or before a stored position).
+        self.position = ReadPosition(offset=start.offset, skip=start.skip)
+        self.skip_counts: PositionUnit = start.unit  # what ``skip`` (and positions) count
         self.content_type = content_type
         self.status: int | None = None
         self.headers = httpx.Headers()
@@ -166,13 +188,18 @@ class ReadLoop:
         self._fallback = False  # auto mode gave up on SSE for this session
         self._early_sse = 0
         self._auth_retries = 0
-        # Bytes (streamed bodies) or items (split JSON) of the current response already handed out.
-        self._skip = 0
         self._headers: dict[str, ValueSource] = dict(headers or {})
         self._params: dict[str, ValueSource] = dict(params or {})
         self._on_error = on_error
         self._etags = etags
-        self._backoff = transport.retry.backoff()
+        if retry is None:
+            # A follower outlives a server restart: live reads retry without a limit
+            # (on_error sees every failure and may stop it); catch-up reads keep a budget.
+            retry = transport.retry
+            if live is not False and retry.max_attempts != 1:  # 1: the user wants no retries
+                retry = retry.without_limits()
+        self.retry = retry
+        self._backoff = retry.backoff()
         self._pending: httpx.Response | None = None
         self._scope: anyio.CancelScope | None = None  # the network wait in progress
 
@@ -201,10 +228,43 @@ class ReadLoop:
         """The cursor the next live request echoes."""
         return self.position.cursor
 
+    def unit_for(self, body: BodyMode) -> PositionUnit:
+        """What positions count in a read whose bodies are handed out as ``body``."""
+        return "items" if body is not BodyMode.CHUNKS and self.json_mode else "bytes"
+
+    def _skip(self, unit: PositionUnit) -> Skip:
+        """What the next response's start repeats of what the caller already has."""
+        skip = self.position.skip
+        if skip and unit != self.skip_counts:
+            raise UsageError(
+                f"this read counts {unit} but its start position skips {skip} "
+                f"{self.skip_counts}: resume a position with the kind of read that made it "
+                "(iter_json()/batches on JSON streams count items; iter_bytes()/iter_text() "
+                "and other streams count bytes)"
+            )
+        self.skip_counts = unit
+        return Skip(skip)
+
+    def _complete(self, unit: Unit, skip: Skip) -> Unit:
+        """``unit`` (a response's last) without what was skipped, ending where the read is."""
+        end = unit.end
+        assert end is not None
+        unit = skip.unit(unit)
+        if skip.remaining:
+            if end.up_to_date:
+                # The position asked to skip more than the stream holds after its offset.
+                raise InvalidOffsetError(
+                    f"read from {self._where} reached the tail at offset {excerpt(end.offset)} "
+                    f"with {skip.remaining} {self.skip_counts} of its start position still "
+                    "to skip: the position is not one this stream issued",
+                    url=self.transport.url,
+                )
+            return Unit(data=unit.data, items=unit.items, end=replace(end, skip=skip.remaining))
+        return unit
+
     def _advance(self, end: ReadPosition, *, healthy: bool = True) -> None:
         """Move the request position past a complete unit; a healthy one forgets failures."""
         self.position = self.position.advance(end)
-        self._skip = 0  # whatever answers next, nothing of it was handed out yet
         if healthy:
             self._backoff.reset()
             self._auth_retries = 0
@@ -427,11 +487,14 @@ class ReadLoop:
             self.content_type = self.content_type or cached.content_type
         json_mode = self.json_mode
         empty_items: list[Any] | None = [] if json_mode and body is not BodyMode.CHUNKS else None
+        skip = self._skip(self.unit_for(body))
         if response.status_code == 304:
             # The cached read was empty and up to date, and still is (ETags change on close).
             end = ReadPosition(offset=self.offset, cursor=self.cursor, up_to_date=True)
-            self._advance(end)
-            yield Unit(data=b"", items=empty_items, end=end)
+            unit = self._complete(Unit(data=b"", items=empty_items, end=end), skip)
+            assert unit.end is not None
+            self._advance(unit.end)
+            yield unit
             return
         end = response_end(response, offset=self.offset, where=self._where)
         operation = f"read ({self.mode})"
@@ -442,11 +505,11 @@ class ReadLoop:
             # Handed out as it arrives: partial units first, the rest with the position.
             chunks = iter_body(response, operation, self._interruptible)
             parts = (
-                byte_groups(chunks, skip=self._skip)
+                byte_groups(chunks, skip=skip)
                 if body is BodyMode.CHUNKS
                 else json_item_groups(
                     chunks,
-                    skip=self._skip,
+                    skip=skip,
                     offset=self.offset,
                     where=self._where,
                     url=self.transport.url,
@@ -457,7 +520,7 @@ class ReadLoop:
                     if last:
                         data, items = part.data, part.items
                     else:
-                        self._skip += part.size
+                        self.position = self.position.handed_out(part.size)
                         yield part
         elif has_body:
             data = await read_body(response, operation, self._interruptible)
@@ -478,12 +541,15 @@ class ReadLoop:
             and end.offset == self.offset
         ):
             self._etags.remember(self.offset, CachedRead(etag, self.content_type))
-        self._advance(end)
+        unit = self._complete(unit, skip)
+        assert unit.end is not None
+        self._advance(unit.end)
         yield unit
 
     async def _sse_units(self, response: httpx.Response) -> AsyncGenerator[Unit, None]:
         base64 = response.headers.get(p.STREAM_SSE_DATA_ENCODING, "").lower() == p.SSE_BASE64
         json_mode = not base64 and self.json_mode
+        skip = self._skip("items" if json_mode else "bytes")
         pending: list[str] = []
         controls = 0
         delivered = False
@@ -502,10 +568,12 @@ class ReadLoop:
                     if unit.has_data:
                         delivered = True
                         self._early_sse = 0
+                    healthy = unit.has_data
+                    unit = self._complete(unit, skip)
                     # Only data proves the connection healthy: a proxy may end it after each
                     # keep-alive, and that must not reset the backoff.
                     assert unit.end is not None
-                    self._advance(unit.end, healthy=unit.has_data)
+                    self._advance(unit.end, healthy=healthy)
                     yield unit
                     if self.finished:
                         return  # never reconnect after streamClosed

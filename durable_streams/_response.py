@@ -9,9 +9,10 @@ A response is consumed exactly once: ``async for batch in res``, one of the
 or one of the ``subscribe_*`` methods. Its ``offset`` only moves when data has
 been handed to you, so persisting it and resuming later never skips anything,
 and never repeats a batch. Offsets exist only where a server response ends: the
-item and chunk iterators move ``offset`` with a response's last piece, so
-stopping in the middle of a large response and resuming repeats that
-response's earlier pieces.
+item and chunk iterators move ``offset`` with a response's last piece. Its
+``position`` is finer (the offset plus what of the current response was
+handed out), so resuming from it repeats nothing even in the middle of a
+large response.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import pydantic
 from ._codec import loads_json
 from ._errors import ParseError, UsageError, ValidationError
 from ._models import Batch
-from ._position import ReadPosition
+from ._position import Position, ReadPosition
 from ._read_loop import BodyMode, EtagCache, ReadLoop
 from ._redact import excerpt, redact_url
+from ._retry import RetryPolicy
 from ._transport import Transport
 from ._types import HeadersArg, LiveMode, OnError, ParamsArg
 from ._units import Unit
@@ -65,7 +67,10 @@ class StreamResponse:
         self._owned = owned_transport
         self._consumer: str | None = None
         # What was handed out: its own copy, since the loop reads ahead of the consumer.
-        self._position = ReadPosition(offset=loop.offset)
+        # ``_handed`` counts items (or bytes) handed out of the response that began at
+        # ``_position`` (an int, not a new position per item: this is the hot path).
+        self._position = loop.position
+        self._handed = 0
 
     # -- state -----------------------------------------------------------------------------
 
@@ -73,6 +78,26 @@ class StreamResponse:
     def offset(self) -> str:
         """Offset after the last batch handed to you: persist it to resume from there."""
         return self._position.offset
+
+    @property
+    def position(self) -> Position:
+        """Where to resume to get exactly what follows what was handed to you.
+
+        Finer than :attr:`offset`: inside a large response it also counts the
+        items (or bytes) of it already handed out. Inside an ``async for`` over
+        ``iter_json()`` it is the position after the current item. Store
+        ``str(res.position)`` and resume with
+        ``handle.stream(offset=Position.parse(stored))``.
+
+        Example::
+
+            async for event in res.iter_json():
+                await handle_event(event)
+                await save(str(res.position))
+        """
+        return Position(
+            self._position.offset, self._position.skip + self._handed, self._loop.skip_counts
+        )
 
     @property
     def cursor(self) -> str | None:
@@ -152,6 +177,11 @@ class StreamResponse:
             )
         self._consumer = how
 
+    def _advance(self, end: ReadPosition) -> None:
+        """Everything up to ``end`` was handed out (or is about to be, in one piece)."""
+        self._position = self._position.advance(end)
+        self._handed = 0
+
     def _wanted(self, end: ReadPosition, unit: Unit) -> bool:
         """Whether a complete unit is worth a batch: data, or news (caught up, closed)."""
         return unit.has_data or end.closed or (end.up_to_date and not self._position.up_to_date)
@@ -175,7 +205,7 @@ class StreamResponse:
                 async for unit in units:
                     assert unit.end is not None  # whole bodies: every unit is complete
                     wanted = self._wanted(unit.end, unit)
-                    self._position = self._position.advance(unit.end)
+                    self._advance(unit.end)
                     if not wanted:
                         continue
                     yield self._batch(unit, self._position)
@@ -190,9 +220,11 @@ class StreamResponse:
             async with aclosing(self._loop.units(BodyMode.CHUNKS)) as units:
                 async for unit in units:
                     if unit.end is None:
-                        yield unit.data or b""
+                        data = unit.data or b""
+                        self._handed += len(data)
+                        yield data
                         continue
-                    self._position = self._position.advance(unit.end)
+                    self._advance(unit.end)
                     if unit.has_data:
                         yield (
                             unit.data
@@ -290,7 +322,6 @@ class StreamResponse:
         try:
             # Large bodies are parsed as they arrive, a group of items at a time.
             async with aclosing(self._loop.units(BodyMode.JSON_ITEMS)) as units:
-                first = 0  # index in its response of the unit's first item
                 async for unit in units:
                     partial = unit.end is None  # a response's first groups: no position
                     if partial or not unit.has_data:
@@ -298,15 +329,17 @@ class StreamResponse:
                     else:  # Batch.items refuses data that was not read as JSON
                         items = self._batch(unit, self._position).items
                     if adapter is not None:
+                        first = self._position.skip + self._handed  # its index in the response
                         items = [
                             self._validate(adapter, item, first + i) for i, item in enumerate(items)
                         ]
-                    first = first + len(items) if partial else 0
-                    # The offset moves just before the response's last item is handed out.
+                    # The position counts each item just before it is handed out, and moves
+                    # to the response's end just before its last item.
                     for item in items if partial else items[:-1]:
+                        self._handed += 1
                         yield item
                     if unit.end is not None:
-                        self._position = self._position.advance(unit.end)
+                        self._advance(unit.end)
                         if items:
                             yield items[-1]
         finally:
@@ -476,7 +509,7 @@ class StreamRequest:
 def stream_request(
     transport: Transport,
     *,
-    offset: str | int,
+    offset: str | int | Position,
     live: LiveMode,
     headers: HeadersArg,
     params: ParamsArg,
@@ -484,6 +517,7 @@ def stream_request(
     content_type: str | None,
     etags: EtagCache | None,
     owns_transport: bool,
+    retry: RetryPolicy | None = None,
 ) -> StreamRequest:
     """The awaitable/context manager behind ``handle.stream()`` and ``stream()``."""
 
@@ -498,6 +532,7 @@ def stream_request(
                 on_error=on_error,
                 content_type=content_type,
                 etags=etags,
+                retry=retry,
             )
             await loop.start()
         except BaseException:

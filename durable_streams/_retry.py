@@ -87,6 +87,15 @@ class RetryPolicy(BaseModel):
             raise ValueError("max_delay must be at least initial_delay")
         return value
 
+    def without_limits(self) -> RetryPolicy:
+        """The same delays with no attempt or elapsed-time limit (what live reads use).
+
+        Example::
+
+            follower = RetryPolicy(max_delay=10).without_limits()
+        """
+        return self.model_copy(update={"max_attempts": None, "max_elapsed": None})
+
     @classmethod
     def disabled(cls) -> RetryPolicy:
         """A policy that never retries."""

@@ -11,7 +11,7 @@ body chunks come from :mod:`._transport`.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
 
 __all__ = [
+    "Skip",
     "Unit",
     "byte_groups",
     "check_progress",
@@ -121,23 +122,56 @@ def parse_json_body(body: bytes, *, offset: str, where: str, url: str) -> list[A
         raise invalid_json(exc, offset=offset, where=where, url=url) from None
 
 
+class Skip:
+    """What of a response's start is not handed out again: it was handed out before.
+
+    A retried response, or the first response read from a stored
+    :class:`~durable_streams.Position`, starts at an offset whose first items
+    (or bytes) the caller already has. ``remaining`` counts down as they are
+    dropped; what is left once a response ended carries over to the next one
+    (servers may split responses differently from one read to the next).
+    """
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+    def items(self, items: list[Any]) -> list[Any]:
+        if not self.remaining:
+            return items
+        dropped = min(self.remaining, len(items))
+        self.remaining -= dropped
+        return items[dropped:]
+
+    def data(self, data: bytes) -> bytes:
+        if not self.remaining:
+            return data
+        dropped = min(self.remaining, len(data))
+        self.remaining -= dropped
+        return data[dropped:]
+
+    def unit(self, unit: Unit) -> Unit:
+        """``unit`` without what is skipped: items of a JSON unit, else bytes."""
+        if not self.remaining:
+            return unit
+        if unit.items is not None:
+            return replace(unit, items=self.items(unit.items))
+        return replace(unit, data=self.data(unit.data or b""))
+
+
 async def byte_groups(
-    chunks: AsyncIterator[bytes], *, skip: int
+    chunks: AsyncIterator[bytes], *, skip: Skip
 ) -> AsyncGenerator[tuple[Unit, bool], None]:
     """A body's bytes as they arrive, in ``(partial unit, last)`` groups.
 
-    The first ``skip`` bytes were handed out before a retry and are dropped.
-    One part is held back so the last (``last=True``, possibly empty) still
-    carries data when the body has any: only it comes with the new offset.
+    The bytes ``skip`` covers are dropped. One part is held back so the last
+    (``last=True``, possibly empty) still carries data when the body has any:
+    only it comes with the new offset.
     """
     held: bytes | None = None
     async for chunk in chunks:
-        if skip:
-            if len(chunk) <= skip:
-                skip -= len(chunk)
-                continue
-            chunk = chunk[skip:]
-            skip = 0
+        chunk = skip.data(chunk)
         if not chunk:
             continue
         if held is not None:
@@ -147,33 +181,24 @@ async def byte_groups(
 
 
 async def json_item_groups(
-    chunks: AsyncIterator[bytes], *, skip: int, offset: str, where: str, url: str
+    chunks: AsyncIterator[bytes], *, skip: Skip, offset: str, where: str, url: str
 ) -> AsyncGenerator[tuple[Unit, bool], None]:
     """A JSON body's items as they parse, in ``(partial unit, last)`` groups (bounded memory).
 
-    The first ``skip`` items were handed out before a retry and are dropped: the
-    retried response starts at the same offset with the same items. The last
-    group (``last=True``) comes once the body has ended, possibly empty.
+    The items ``skip`` covers are dropped: a retried response starts at the same
+    offset with the same items. The last group (``last=True``) comes once the
+    body has ended, possibly empty.
     """
     splitter = JsonArraySplitter()
-
-    def unseen(items: list[Any]) -> list[Any]:
-        nonlocal skip
-        if skip:
-            dropped = min(skip, len(items))
-            skip -= dropped
-            items = items[dropped:]
-        return items
-
     async for chunk in chunks:
         try:
-            items = unseen(splitter.feed(chunk))
+            items = skip.items(splitter.feed(chunk))
         except ValueError as exc:
             raise invalid_json(exc, offset=offset, where=where, url=url) from None
         if items:
             yield partial(items=items), False
     try:
-        items = unseen(splitter.close())
+        items = skip.items(splitter.close())
     except ValueError as exc:
         raise invalid_json(exc, offset=offset, where=where, url=url) from None
     yield partial(items=items), True

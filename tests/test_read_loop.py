@@ -25,6 +25,7 @@ from durable_streams import (
     NetworkError,
     NotFoundError,
     ParseError,
+    Position,
     RetryPolicy,
     RetryWith,
     ServerError,
@@ -582,10 +583,67 @@ async def test_sse_mode_gives_up_when_connections_keep_ending_early(
     mock: respx.MockRouter, slept: list[float]
 ) -> None:
     serve(mock, *[sse() for _ in range(3)])
+    bounded = RetryPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=3)
     async with handle(content_type="text/plain") as h:
-        res = await h.stream(offset="now", live="sse")
+        res = await h.stream(offset="now", live="sse", retry=bounded)
         with pytest.raises(NetworkError, match="ended early"):
             await collect(res)
+
+
+async def test_live_reads_retry_past_the_handles_attempt_limit(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    # A follower must outlive a server restart: the handle allows 3 attempts, the live
+    # read keeps going through 20 failures and then reads on.
+    failures: list[httpx.Response | Exception] = [httpx.ConnectError("refused") for _ in range(20)]
+    script = serve(
+        mock,
+        *failures,
+        sse(("data", "hi"), ("control", {"streamNextOffset": O2, "streamClosed": True})),
+    )
+    async with handle(content_type="text/plain") as h:
+        batches = await collect(await h.stream(offset="now", live="sse"))
+    assert [b.data for b in batches] == [b"hi"]
+    assert len(script.requests) == 21
+    assert len(slept) == 20
+    assert max(slept) <= 0.02  # the handle's delays, capped as it says
+
+
+async def test_a_catch_up_read_keeps_the_handles_attempt_limit(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    serve(mock, *[httpx.ConnectError("refused") for _ in range(3)])
+    async with handle(content_type="text/plain") as h:
+        with pytest.raises(NetworkError):
+            await h.stream(offset="-1", live=False)
+    assert len(slept) == 2
+
+
+async def test_on_error_can_stop_an_endless_live_retry(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    seen: list[DurableStreamError] = []
+
+    def stop_after_five(error: DurableStreamError) -> None:
+        seen.append(error)
+        if len(seen) == 5:
+            raise error
+
+    serve(mock, *[httpx.ConnectError("refused") for _ in range(10)])
+    async with handle(content_type="text/plain") as h:
+        with pytest.raises(NetworkError):
+            await h.stream(offset="now", live="long-poll", on_error=stop_after_five)
+    assert len(seen) == 5
+
+
+async def test_a_policy_without_retries_stays_so_for_live_reads(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    serve(mock, httpx.ConnectError("refused"))
+    async with handle(content_type="text/plain", retry=RetryPolicy.disabled()) as h:
+        with pytest.raises(NetworkError):
+            await h.stream(offset="now", live="long-poll")
+    assert slept == []
 
 
 async def test_unknown_content_type_is_learned_before_sse_at_now(
@@ -701,3 +759,64 @@ async def test_aclose_from_another_task_ends_a_waiting_read(
                 await anyio.wait_all_tasks_blocked()
                 await res.aclose()
     assert [b.up_to_date for b in got] == [True]
+
+
+# -- starting from a position -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("consume", ["iter_json", "batches", "json"])
+async def test_a_position_skip_carries_over_when_responses_split_differently(
+    mock: respx.MockRouter, consume: str
+) -> None:
+    # The position was taken inside one large response; this time the server splits the
+    # same data into two responses, the first shorter than what is to be skipped.
+    script = serve(
+        mock,
+        ok("[1, 2]", offset=O2),
+        ok("[3, 4, 5]", offset=O3, up_to_date=True),
+    )
+    async with handle(content_type=JSON) as h:
+        res = await h.stream(offset=Position(O1, 3), live=False)
+        if consume == "iter_json":
+            items = [item async for item in res.iter_json()]
+        elif consume == "batches":
+            items = [item async for batch in res for item in batch.items]
+        else:
+            items = await res.json()
+    assert items == [4, 5]
+    assert script.params(0)["offset"] == O1
+    assert script.params(1)["offset"] == O2
+    assert res.position == Position(O3)
+
+
+async def test_a_position_skip_is_dropped_from_a_retried_body_once(
+    mock: respx.MockRouter, slept: list[float]
+) -> None:
+    # A response cut after its second item: the retry answers from the same offset and
+    # neither the two skipped items nor the one handed out come again.
+    class Cut(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield b"[1, 2, 3,"
+            raise httpx.RemoteProtocolError("peer closed connection")
+
+    cut = httpx.Response(
+        200, headers={"stream-next-offset": O2, "content-type": JSON}, stream=Cut()
+    )
+    serve(mock, cut, ok("[1, 2, 3, 4]", offset=O2, up_to_date=True))
+    async with handle(content_type=JSON) as h:
+        res = await h.stream(offset=Position(O1, 2), live=False)
+        items = [item async for item in res.iter_json()]
+    assert items == [3, 4]
+
+
+async def test_a_byte_position_skips_bytes(mock: respx.MockRouter) -> None:
+    serve(mock, ok(b"abcdef", offset=O2, up_to_date=True, content_type="text/plain"))
+    async with handle(content_type="text/plain") as h:
+        res = await h.stream(offset=Position(O1, 4, "bytes"), live=False)
+        assert await res.body() == b"ef"
+
+
+async def test_a_position_at_now_cannot_skip(mock: respx.MockRouter) -> None:
+    async with handle(content_type=JSON) as h:
+        with pytest.raises(InvalidArgumentError, match="now"):
+            await h.stream(offset=Position("now", 1), live=True)

@@ -12,6 +12,7 @@ import pytest
 from durable_streams import ParseError, ServerError
 from durable_streams._position import ReadPosition
 from durable_streams._units import (
+    Skip,
     Unit,
     byte_groups,
     check_progress,
@@ -229,18 +230,18 @@ async def groups(source: AsyncIterator[tuple[Unit, bool]]) -> list[tuple[Any, bo
 
 @pytest.mark.anyio
 async def test_byte_groups_hold_one_part_back_for_the_last_group() -> None:
-    assert await groups(byte_groups(feed(b"ab", b"", b"cd", b"e"), skip=0)) == [
+    assert await groups(byte_groups(feed(b"ab", b"", b"cd", b"e"), skip=Skip(0))) == [
         (b"ab", False),
         (b"cd", False),
         (b"e", True),
     ]
-    assert await groups(byte_groups(feed(), skip=0)) == [(b"", True)]
+    assert await groups(byte_groups(feed(), skip=Skip(0))) == [(b"", True)]
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("skip", [0, 1, 2, 3, 5, 6])
 async def test_byte_groups_drop_exactly_the_bytes_handed_out_before_a_retry(skip: int) -> None:
-    parts = await groups(byte_groups(feed(b"ab", b"cd", b"ef"), skip=skip))
+    parts = await groups(byte_groups(feed(b"ab", b"cd", b"ef"), skip=Skip(skip)))
     assert b"".join(part for part, _ in parts) == b"abcdef"[skip:]
     assert [last for _, last in parts][-1] is True
 
@@ -252,7 +253,7 @@ async def test_json_item_groups_drop_the_items_handed_out_before_a_retry(skip: i
     body = json.dumps(items).encode()
     chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
     where = {"offset": OFFSET, "where": URL, "url": URL}
-    result = await groups(json_item_groups(feed(*chunks), skip=skip, **where))
+    result = await groups(json_item_groups(feed(*chunks), skip=Skip(skip), **where))
     assert [item for group, _ in result for item in group] == items[skip:]
     assert [last for _, last in result].count(True) == 1
     assert result[-1][1] is True
@@ -264,7 +265,7 @@ async def test_json_item_groups_drop_the_items_handed_out_before_a_retry(skip: i
 async def test_json_item_groups_report_invalid_json_with_the_offset() -> None:
     where = {"offset": OFFSET, "where": URL, "url": URL}
     with pytest.raises(ParseError, match="invalid JSON") as caught:
-        await groups(json_item_groups(feed(b'[{"a": 1}, {'), skip=0, **where))
+        await groups(json_item_groups(feed(b'[{"a": 1}, {'), skip=Skip(0), **where))
     assert caught.value.offset == OFFSET
 
 

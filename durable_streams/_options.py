@@ -17,7 +17,7 @@ from ._retry import RetryPolicy
 from ._transport import HeadersArg, ParamsArg, _Values, is_header_value
 
 if TYPE_CHECKING:
-    from ._batcher import ProducerOnError
+    from ._sender import ProducerOnError
 
 __all__ = [
     "check_content_type",

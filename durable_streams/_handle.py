@@ -228,7 +228,7 @@ class StreamHandle:
             result = await handle.append({"type": "token", "text": "Hel"})
             print(result.next_offset)
         """
-        json_mode = p.is_json(await self._write_content_type())
+        json_mode = p.is_json(await self.write_content_type())
         body = encode_item(data, json_mode=json_mode)
         if json_mode:
             body = b"[" + body + b"]"
@@ -259,7 +259,7 @@ class StreamHandle:
                 "use append() for one message",
                 field="items",
             )
-        json_mode = p.is_json(await self._write_content_type())
+        json_mode = p.is_json(await self.write_content_type())
         encoded = [encode_item(item, json_mode=json_mode) for item in items]
         if not encoded:
             raise EmptyAppendError("append_many needs at least one item")
@@ -457,8 +457,21 @@ class StreamHandle:
     def _where(self) -> str:
         return redact_url(self._transport.url)
 
-    async def _write_content_type(self) -> str:
-        """The content type appends are sent with; learned with one HEAD if unknown."""
+    @property
+    def transport(self) -> Transport:
+        """The HTTP layer this handle sends with, shared by producers and readers made from it.
+
+        Part of the SDK's own plumbing (its type is not public API).
+        """
+        return self._transport
+
+    async def write_content_type(self) -> str:
+        """The content type appends are sent with: the known one, else learned with one HEAD.
+
+        Example::
+
+            content_type = await handle.write_content_type()
+        """
         if self._content_type is None:
             await self.head()
         return self._content_type or p.DEFAULT_CONTENT_TYPE

@@ -1,13 +1,15 @@
 """``IdempotentProducer``: fire-and-forget appends, batched, pipelined and exactly-once.
 
 The public face of the producer: options, lifecycle (one anyio task group per
-producer), ``append``/``send``/``flush``/``close``. Batching, sequence numbers
-and epoch changes live in :mod:`._batcher`, retries in :mod:`._delivery`, and
-the option checks in :mod:`._options`.
+producer), ``append``/``send``/``flush``/``close``. Batching and buffer
+accounting live in :mod:`._accumulator` (no I/O), sequence numbers, epochs,
+the pipeline and retries in :mod:`._sender`, and the option checks in
+:mod:`._options`.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import sys
 from types import TracebackType
@@ -17,8 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
-from ._batch import Waiter
-from ._batcher import Batcher
+from ._accumulator import Accumulator, Waiter
 from ._codec import encode_item, join_items
 from ._errors import (
     EmptyAppendError,
@@ -33,6 +34,7 @@ from ._models import CloseResult, ProducerAck, ProducerStats
 from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
+from ._sender import Sender
 from ._types import HeadersArg, ParamsArg, ProducerOnError
 
 __all__ = ["IdempotentProducer"]
@@ -42,8 +44,14 @@ logger = logging.getLogger("durable_streams")
 MIB = 1024 * 1024
 _MISSING: Any = object()
 
-# Producer states.
-_NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
+class _State(enum.Enum):
+    """The producer's lifecycle: NEW -> RUNNING -> STOPPING -> STOPPED."""
+
+    NEW = "new"
+    RUNNING = "running"  # takes items
+    STOPPING = "stopping"  # flushing (and maybe closing) before it stops
+    STOPPED = "stopped"
 
 
 class IdempotentProducer:
@@ -129,67 +137,74 @@ class IdempotentProducer:
         )
 
         self._handle = handle
-        self._state = _NEW
+        self._state = _State.NEW
         self._task_group: TaskGroup | None = None
         self._exit_on_stop = False  # explicit start(): close()/detach() leave the task group
         self._close_result: CloseResult | None = None
-        self._batcher = Batcher(
-            handle._transport,
+        self._accumulator = Accumulator(
+            max_batch_bytes=max_batch_bytes,
+            max_batch_items=max_batch_items if max_batch_items is not None else sys.maxsize,
+            max_buffered_bytes=max_buffered_bytes,
+            notify=self._notify,
+        )
+        self._sender = Sender(
+            handle.transport,
+            self._accumulator,
             producer_id,
             epoch=epoch,
             auto_claim=bool(auto_claim),
             linger=linger_ms / 1000,
-            max_batch_bytes=max_batch_bytes,
-            max_batch_items=max_batch_items if max_batch_items is not None else sys.maxsize,
             max_in_flight=max_in_flight,
-            max_buffered_bytes=max_buffered_bytes,
             retry=retry if retry is not None else handle.retry,
             on_error=on_error,
             headers=headers,
             params=params,
         )
 
+    def _notify(self) -> None:
+        self._sender.notify()
+
     # -- read-only state ---------------------------------------------------------------------
 
     @property
     def producer_id(self) -> str:
         """The ``Producer-Id`` sent with every request."""
-        return self._batcher.producer_id
+        return self._sender.producer_id
 
     @property
     def epoch(self) -> int:
         """The current ``Producer-Epoch``."""
-        return self._batcher.epoch
+        return self._sender.epoch
 
     @property
     def next_seq(self) -> int:
         """The ``Producer-Seq`` the next batch will be sent with."""
-        return self._batcher.next_seq
+        return self._sender.next_seq
 
     @property
     def pending(self) -> int:
         """Items appended and not yet acknowledged or failed."""
-        return self._batcher.pending
+        return self._accumulator.pending
 
     @property
     def buffered_bytes(self) -> int:
         """Request-body bytes of the pending items (at most ``max_buffered_bytes``)."""
-        return self._batcher.buffered_bytes
+        return self._accumulator.buffered_bytes
 
     @property
     def in_flight(self) -> int:
         """Batches sent (or being retried) and not yet settled."""
-        return len(self._batcher.in_flight)
+        return self._sender.in_flight
 
     @property
     def stats(self) -> ProducerStats:
         """Counters: acknowledged messages and batches, duplicates, failures, retries, gaps."""
-        return self._batcher.stats()
+        return self._sender.stats()
 
     def __repr__(self) -> str:
         return (
             f"IdempotentProducer({redact_url(self._handle.url)!r}, {self.producer_id!r}, "
-            f"epoch={self.epoch}, next_seq={self.next_seq}, state={self._state!r})"
+            f"epoch={self.epoch}, next_seq={self.next_seq}, state={self._state.value!r})"
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -210,7 +225,7 @@ class IdempotentProducer:
             await self._abort()
             return
         try:
-            if self._state == _RUNNING:  # not closed or detached inside the block
+            if self._state is _State.RUNNING:  # not closed or detached inside the block
                 await self._finish()
         except ProducerFlushError:
             if exc is None:
@@ -241,14 +256,16 @@ class IdempotentProducer:
         self._exit_on_stop = True
 
     async def _start(self) -> None:
-        if self._state != _NEW:
+        if self._state is not _State.NEW:
             raise ProducerError("the producer was already started")
-        self._batcher.begin(await self._handle._write_content_type())
+        content_type = await self._handle.write_content_type()
+        self._accumulator.begin(json_mode=p.is_json(content_type))
+        self._sender.begin(content_type)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        self._set_state(_RUNNING)
-        task_group.start_soon(self._batcher.run, task_group)
+        self._set_state(_State.RUNNING)
+        task_group.start_soon(self._sender.run, task_group)
 
     async def detach(self) -> None:
         """Flush, then stop without closing the stream.
@@ -260,7 +277,7 @@ class IdempotentProducer:
 
             await producer.detach()
         """
-        if self._state != _STOPPED:
+        if self._state is not _State.STOPPED:
             await self._finish()
 
     async def aclose(self) -> None:
@@ -283,7 +300,7 @@ class IdempotentProducer:
         if self._close_result is not None:
             return self._close_result
         self._require_running(fatal=False)
-        json_mode = self._batcher.json_mode
+        json_mode = self._accumulator.json_mode
         body = b""
         if final is not _MISSING:
             body = join_items([encode_item(final, json_mode=json_mode)], json_mode=json_mode)
@@ -301,32 +318,18 @@ class IdempotentProducer:
         """
         self._require_running()
         await self.flush()
-        batcher = self._batcher
-        old_epoch = batcher.epoch
-        batcher.epoch_change = True
-        batcher.notify()
-        await batcher.wait_for(lambda: batcher.epoch != old_epoch or batcher.fatal is not None)
+        await self._sender.restart_epoch()
         self._raise_failures()
 
     async def _finish(self, close_body: bytes | None = None) -> CloseResult | None:
         """Flush, optionally close the stream, then let the sender stop."""
         self._require_running(fatal=False)
-        self._set_state(_STOPPING)
-        batcher = self._batcher
+        self._set_state(_State.STOPPING)
         try:
             await self._flush()
             if close_body is not None:
-                batch = batcher.new_batch(close_body, 1 if close_body else 0)
-                batch.close = True
-                batcher.queue.append(batch)
-                batcher.notify()
-                await batcher.wait_for(lambda: batch.id not in batcher.unsettled)
-                if batch.error is not None:
-                    raise batch.error
-                assert batch.response is not None
-                self._close_result = CloseResult(
-                    final_offset=batch.response.headers.get(p.STREAM_NEXT_OFFSET)
-                )
+                final_offset = await self._sender.close_stream(close_body)
+                self._close_result = CloseResult(final_offset=final_offset)
         finally:
             self._stop_sender()
             if self._exit_on_stop:  # started by start(): nobody else leaves the task group
@@ -334,14 +337,12 @@ class IdempotentProducer:
         return self._close_result
 
     def _stop_sender(self) -> None:
-        self._set_state(_STOPPED)
-        self._batcher.stopped = True
-        self._batcher.notify()
+        self._set_state(_State.STOPPED)
+        self._sender.stop()
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: _State) -> None:
         self._state = state
-        self._batcher.accepting = state == _RUNNING
-        self._batcher.refresh_fast_limit()
+        self._accumulator.set_accepting(state is _State.RUNNING)
 
     async def _abort(self) -> None:
         if self._task_group is not None:
@@ -349,8 +350,8 @@ class IdempotentProducer:
         try:
             await self._leave_task_group()
         finally:
-            unsent = self._batcher.pending
-            self._batcher.abandon(
+            unsent = self._accumulator.pending
+            self._sender.abandon(
                 ProducerClosedError(
                     f"the producer was cancelled with {unsent} item(s) not acknowledged"
                 )
@@ -376,21 +377,22 @@ class IdempotentProducer:
             producer.append(b'{"type":"pre-serialised"}')
         """
         # The hot path of the producer. While the item fits the running producer's open
-        # batch without cutting it or filling the buffer (the batcher keeps fast_limit
-        # current), adding it is all there is to do; everything else takes batcher.add().
-        batcher = self._batcher
+        # batch without cutting it or filling the buffer (the accumulator keeps fast_limit
+        # current), adding it is all there is to do (the accumulator documents items,
+        # open_bytes, separator and fast_limit for this); everything else takes add().
+        acc = self._accumulator
         if type(item) is not bytes:
-            if batcher.fatal is not None or self._state != _RUNNING:
+            if acc.fatal is not None or self._state is not _State.RUNNING:
                 self._require_running()
-            item = encode_item(item, json_mode=batcher.json_mode)
-        open_bytes = batcher.open_bytes + len(item) + batcher.separator
-        if open_bytes <= batcher.fast_limit and item:
-            batcher.open_bytes = open_bytes
-            batcher.items.append(item)
+            item = encode_item(item, json_mode=acc.json_mode)
+        open_bytes = acc.open_bytes + len(item) + acc.separator
+        if open_bytes <= acc.fast_limit and item:
+            acc.open_bytes = open_bytes
+            acc.items.append(item)
         else:
-            if batcher.fatal is not None or self._state != _RUNNING:
+            if acc.fatal is not None or self._state is not _State.RUNNING:
                 self._require_running()
-            batcher.add(item)
+            acc.add(item)
 
     async def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.
@@ -404,16 +406,16 @@ class IdempotentProducer:
             print(ack.offset, ack.duplicate, ack.seq)
         """
         self._require_running()
-        batcher = self._batcher
-        data = item if type(item) is bytes else encode_item(item, json_mode=batcher.json_mode)
+        acc = self._accumulator
+        data = item if type(item) is bytes else encode_item(item, json_mode=acc.json_mode)
         if not data:
             raise EmptyAppendError("cannot append empty data")
-        await self.wait_for_capacity(len(data) + batcher.separator)
+        await self.wait_for_capacity(len(data) + acc.separator)
         self.append(data)
-        # The item is the last of the open batch or, if append cut it, of the last queued one.
-        waiter = Waiter()
-        (batcher.open_waiters if batcher.items else batcher.queue[-1].waiters).append(waiter)
-        await waiter.done.wait()
+        done = anyio.Event()
+        waiter = Waiter(done.set)
+        acc.attach_waiter(waiter)
+        await done.wait()
         if waiter.error is not None:
             waiter.raised = True  # reported here: flush() need not list it again
             raise waiter.error
@@ -428,17 +430,14 @@ class IdempotentProducer:
             await producer.wait_for_capacity(len(item))
             producer.append(item)
         """
-        batcher = self._batcher
-        if nbytes > batcher.max_buffered_bytes:
+        acc = self._accumulator
+        if nbytes > acc.max_buffered_bytes:
             raise ProducerBufferFullError(
                 f"an item of {nbytes} bytes can never fit in max_buffered_bytes="
-                f"{batcher.max_buffered_bytes}"
+                f"{acc.max_buffered_bytes}"
             )
-        await batcher.wait_for(
-            lambda: (
-                batcher.queued_bytes + batcher.open_bytes + nbytes <= batcher.max_buffered_bytes
-                or self._state != _RUNNING
-            )
+        await self._sender.wait_for(
+            lambda: acc.has_room(nbytes) or self._state is not _State.RUNNING
         )
 
     # -- flushing ----------------------------------------------------------------------------
@@ -455,27 +454,28 @@ class IdempotentProducer:
             producer.append(b"x")
             await producer.flush()
         """
-        if self._state == _NEW:
+        if self._state is _State.NEW:
             self._require_running()
         await self._flush()
 
     async def _flush(self) -> None:
-        await self._batcher.settle_all()
+        acc = self._accumulator
+        mark = acc.mark()
+        await self._sender.wait_for(lambda: acc.settled_up_to(mark))
         self._raise_failures()
 
     def _raise_failures(self) -> None:
-        batcher = self._batcher
-        if not batcher.failures:
+        recorded = self._accumulator.take_failures()
+        if not recorded:
             return
         # Each failure is reported once: leave out batches whose every item (one
         # waiter each) had its error raised by send(). A cancelled send() raised
         # nothing, so its item is still listed.
         failures = [
             failure
-            for failure, waiters in batcher.failures
+            for failure, waiters in recorded
             if sum(waiter.raised for waiter in waiters) < failure.item_count
         ]
-        batcher.failures = []
         if not failures:
             return
         first = failures[0].error
@@ -486,11 +486,11 @@ class IdempotentProducer:
         ) from first
 
     def _require_running(self, *, fatal: bool = True) -> None:
-        if self._state == _RUNNING:
-            if fatal and self._batcher.fatal is not None:
-                raise self._batcher.fatal
+        if self._state is _State.RUNNING:
+            if fatal and self._accumulator.fatal is not None:
+                raise self._accumulator.fatal
             return
-        if self._state == _NEW:
+        if self._state is _State.NEW:
             raise ProducerError(
                 "the producer is not started: use `async with producer:` or "
                 "`await producer.start()`"

@@ -28,7 +28,7 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["Backoff", "RetryPolicy", "is_retryable"]
+__all__ = ["Backoff", "RetryPolicy", "is_retryable", "sleep"]
 
 logger = logging.getLogger("durable_streams")
 
@@ -36,6 +36,11 @@ T = TypeVar("T")
 
 # Sleeping is looked up through this name so tests can observe delays without waiting.
 _sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep before a retry (through ``_sleep``, which tests replace to observe delays)."""
+    await _sleep(seconds)
 
 
 # RetryCallState wants its controller; ours only lends it an identity.

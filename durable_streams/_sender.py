@@ -1,0 +1,480 @@
+"""The producer's sender: sequence numbers, epochs, the pipeline and per-batch delivery.
+
+A :class:`Sender` runs one task (:meth:`Sender.run`) that takes cut batches
+from the :class:`~._accumulator.Accumulator` (cutting the open batch after
+``linger``), numbers them with the producer's ``(epoch, seq)`` and starts one
+delivery task per batch, at most ``window`` at once.
+
+Delivery: a batch is resent with the same tuple and the same bytes after a
+retryable failure (without waiting: its place in the order is lost anyway), and
+200 and 204 (duplicate) count as success. A 409 sequence gap means an earlier
+batch has not landed yet: the delivery waits until no earlier batch is in
+flight (their responses, not just their bodies) and sends again. A 403 fences
+the producer, or with auto-claim hands the batch back to be sent again in the
+server's epoch + 1. A closed or gone stream fails this batch and every later
+one. A failure that is not retryable, or whose retries ran out, fails the
+batch, and the batches behind it are renumbered into a new epoch.
+
+Pipelined batches must reach the server in seq order, or it answers 409
+(sequence gap) and the whole body is sent again. A batch's first attempt starts
+writing its body only once the previous batch's body is fully written to its
+connection (or that attempt ended), so bodies go on the wire in seq order while
+responses overlap (:func:`when_body_written`). The pipeline depth adapts: a
+busy server that finds several complete bodies waiting on different
+connections picks them in no particular order (the reference server does). So
+at most 2 batches are sent ahead at first; every ``GROW_AFTER`` gap-free
+batches allow one more, up to ``max_in_flight``, and each gap halves it again
+(not below 2).
+
+Epoch changes share one path (auto-claim after a 403, recovery after a batch
+failed for good or the server forgot the producer, ``restart()``): nothing new
+is sent, the in-flight batches finish, then every batch not yet acknowledged
+is renumbered from seq 0 in the new epoch, in its original order. The new
+epoch fences delayed requests of the old one (403), so no batch is ever stored
+under two tuples, except in one window: with auto-claim, a batch whose earlier
+attempt was lost in transit and that is then fenced may already be stored in
+the old epoch; it is sent again (at-least-once) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from . import _protocol as p
+from . import _retry
+from ._accumulator import Accumulator, ProducerBatch
+from ._errors import (
+    DurableStreamError,
+    GoneError,
+    NotFoundError,
+    ProducerError,
+    ProducerSequenceGapError,
+    StaleEpochError,
+    StreamClosedError,
+    error_for_response,
+)
+from ._models import ProducerAck, ProducerStats
+from ._retry import RetryPolicy, is_retryable
+from ._transport import Transport
+from ._types import HeadersArg, ParamsArg, ProducerOnError
+
+__all__ = ["GROW_AFTER", "Sender", "when_body_written"]
+
+logger = logging.getLogger("durable_streams")
+
+#: Gap-free batches after which the pipeline may grow by one again.
+GROW_AFTER = 16
+
+
+def when_body_written(written: anyio.Event) -> Callable[[str, object], Awaitable[None]]:
+    """An httpcore ``trace`` callback that sets ``written`` once the body is on the wire.
+
+    httpx has no hook for "request written"; the trace extension reports it
+    (``http11.send_request_body.complete``, or ``.failed``). Other transports
+    never call it, and the attempt's end sets the event instead.
+
+    Example::
+
+        request.extensions["trace"] = when_body_written(written)
+    """
+
+    async def trace(name: str, info: object) -> None:
+        if name.endswith(("send_request_body.complete", "send_request_body.failed")):
+            written.set()
+
+    return trace
+
+
+class Sender:
+    """Numbers, sends and settles the accumulator's batches for one producer.
+
+    Example (what ``IdempotentProducer`` does)::
+
+        sender = Sender(transport, accumulator, "svc", epoch=0, auto_claim=False,
+                        linger=0.005, max_in_flight=5, retry=RetryPolicy(),
+                        on_error=None, headers=None, params=None)
+        sender.begin("application/json")
+        task_group.start_soon(sender.run, task_group)
+        ...
+        await sender.wait_for(lambda: accumulator.settled_up_to(mark))
+        sender.stop()
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        accumulator: Accumulator,
+        producer_id: str,
+        *,
+        epoch: int,
+        auto_claim: bool,
+        linger: float,
+        max_in_flight: int,
+        retry: RetryPolicy,
+        on_error: ProducerOnError | None,
+        headers: HeadersArg,
+        params: ParamsArg,
+    ) -> None:
+        self._transport = transport
+        self._acc = accumulator
+        self.producer_id = producer_id
+        self._content_type = p.DEFAULT_CONTENT_TYPE
+        self._auto_claim = auto_claim
+        self._linger = linger
+        self._max_in_flight = max_in_flight
+        self._retry = retry
+        self._on_error = on_error
+        self._headers = headers
+        self._params = params
+
+        self._changed: anyio.Event | None = None  # created in begin(): needs an event loop
+        self._stopped = False  # the run loop may exit once everything is settled
+        self._abandoned: DurableStreamError | None = None  # cancelled: nothing will settle
+
+        self._epoch = epoch
+        self._next_seq = 0
+        self._epoch_confirmed = False  # seq 0 of this epoch is acknowledged
+        self._in_flight: set[int] = set()  # seqs of the current epoch being delivered
+        self._last_written: anyio.Event | None = None  # ``written`` of the last dispatch
+        # Batches sent ahead now: starts low, grows while no gaps, halves on one.
+        self._window = min(2, max_in_flight)
+        self._clean_acks = 0  # batches acknowledged without a gap since the window moved
+        self._requeued: list[ProducerBatch] = []
+        self._epoch_change = False  # renumber into epoch + 1 once nothing is in flight
+        self._claim_epoch: int | None = None  # ... or into this epoch (auto-claim)
+
+        self._acked_messages = 0
+        self._acked_batches = 0
+        self._duplicate_batches = 0
+        self._failed_batches = 0
+        self._retries = 0
+        self._sequence_gaps = 0
+        self._epoch_changes = 0
+
+    # -- read-only state -------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The current ``Producer-Epoch``."""
+        return self._epoch
+
+    @property
+    def next_seq(self) -> int:
+        """The ``Producer-Seq`` the next batch will be sent with."""
+        return self._next_seq
+
+    @property
+    def in_flight(self) -> int:
+        """Batches being delivered (sent or being retried) in the current epoch."""
+        return len(self._in_flight)
+
+    @property
+    def window(self) -> int:
+        """How many batches may be in flight now (2 up to ``max_in_flight``)."""
+        return self._window
+
+    def stats(self) -> ProducerStats:
+        return ProducerStats(
+            acked_messages=self._acked_messages,
+            acked_batches=self._acked_batches,
+            duplicate_batches=self._duplicate_batches,
+            failed_batches=self._failed_batches,
+            retries=self._retries,
+            sequence_gaps=self._sequence_gaps,
+            epoch_changes=self._epoch_changes,
+        )
+
+    # -- control from the producer ---------------------------------------------------------
+
+    def begin(self, content_type: str) -> None:
+        """Get ready to send to a stream of this content type (needs a running event loop)."""
+        self._content_type = content_type
+        self._changed = anyio.Event()
+
+    def stop(self) -> None:
+        """Let :meth:`run` return once every batch is settled."""
+        self._stopped = True
+        self.notify()
+
+    async def restart_epoch(self) -> None:
+        """Move to epoch + 1 once nothing is in flight (or until the producer turns fatal)."""
+        old_epoch = self._epoch
+        self._epoch_change = True
+        self.notify()
+        await self.wait_for(lambda: self._epoch != old_epoch or self._acc.fatal is not None)
+
+    async def close_stream(self, body: bytes) -> str | None:
+        """Send the closing request after every queued batch; return the final offset."""
+        batch = self._acc.enqueue_close(body)
+        await self.wait_for(lambda: self._acc.is_settled(batch))
+        if batch.error is not None:
+            raise batch.error
+        assert batch.response is not None
+        final_offset: str | None = batch.response.headers.get(p.STREAM_NEXT_OFFSET)
+        return final_offset
+
+    # -- waking ----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake every task waiting for a state change (each re-checks its condition)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, re-checking after every state change."""
+        while not condition():
+            if self._abandoned is not None:
+                raise self._abandoned
+            assert self._changed is not None
+            await self._changed.wait()
+
+    def abandon(self, error: DurableStreamError) -> None:
+        """The producer was cancelled: fail every wait on a batch that will never settle."""
+        self._abandoned = error
+        self._acc.abandon(error)
+
+    # -- the run loop ----------------------------------------------------------------------
+
+    async def run(self, task_group: TaskGroup) -> None:
+        """The sender loop: cut, number and dispatch batches until stopped."""
+        acc = self._acc
+        while True:
+            fatal = acc.fatal
+            if fatal is not None and (acc.has_queued or acc.items):
+                acc.cut()
+                while (batch := acc.next_batch()) is not None:
+                    await self._fail(batch, fatal)
+                continue
+            if self._epoch_change or self._claim_epoch is not None:
+                if not self._in_flight:
+                    self._renumber()
+                    continue
+            elif acc.has_queued:
+                # Seq 0 of an epoch goes alone: the server rejects seq > 0 in an epoch it
+                # has not seen yet (400), so pipelining starts once the epoch is established.
+                if len(self._in_flight) < self._window and (
+                    self._next_seq == 0 or self._epoch_confirmed
+                ):
+                    batch = acc.next_batch()
+                    assert batch is not None
+                    self._dispatch(batch, task_group)
+                    continue
+            elif acc.items:
+                await self._linger_then_cut()
+                continue
+            elif self._stopped and not self._in_flight:
+                return
+            assert self._changed is not None
+            await self._changed.wait()
+
+    async def _linger_then_cut(self) -> None:
+        acc = self._acc
+        if self._linger > 0:
+            with anyio.move_on_after(self._linger):
+                while not acc.has_queued and acc.items and acc.fatal is None:
+                    assert self._changed is not None
+                    await self._changed.wait()
+        if not acc.has_queued:
+            acc.cut()
+
+    def _dispatch(self, batch: ProducerBatch, task_group: TaskGroup) -> None:
+        batch.epoch = self._epoch
+        batch.seq = self._next_seq
+        batch.maybe_stored = False
+        self._next_seq += 1
+        self._in_flight.add(batch.seq)
+        batch.after = self._last_written
+        batch.written = self._last_written = anyio.Event()
+        task_group.start_soon(self._deliver, batch)
+
+    def _renumber(self) -> None:
+        """Move to the next epoch and queue the unacknowledged batches again from seq 0."""
+        new_epoch = self._epoch + 1
+        if self._claim_epoch is not None:
+            new_epoch = max(new_epoch, self._claim_epoch)
+        self._epoch_change = False
+        self._claim_epoch = None
+        if new_epoch > p.MAX_SAFE_INTEGER:
+            self._acc.set_fatal(ProducerError("the producer epoch would exceed 2**53 - 1"))
+        else:
+            logger.info(
+                "producer %r: epoch %d -> %d, %d batch(es) to send again",
+                self.producer_id,
+                self._epoch,
+                new_epoch,
+                len(self._requeued),
+            )
+            self._epoch = new_epoch
+            self._epoch_changes += 1
+            self._next_seq = 0
+            self._epoch_confirmed = False
+        self._last_written = None  # nothing is in flight: the new epoch's seq 0 goes at once
+        requeued, self._requeued = self._requeued, []
+        self._acc.requeue_first(requeued)
+
+    # -- outcomes of one batch -------------------------------------------------------------
+
+    def _narrow(self) -> None:
+        """A batch overtook an earlier one: send fewer ahead."""
+        self._window = max(min(2, self._max_in_flight), self._window // 2)
+        self._clean_acks = 0
+
+    def _requeue(self, batch: ProducerBatch, claim: int | None = None) -> None:
+        self._requeued.append(batch)
+        if claim is not None:
+            self._claim_epoch = max(claim, self._claim_epoch or 0)
+        else:
+            self._epoch_change = True
+
+    def _ack(self, batch: ProducerBatch, response: httpx.Response, *, gap_seen: bool) -> None:
+        duplicate = response.status_code == 204
+        if not gap_seen and self._window < self._max_in_flight:
+            self._clean_acks += 1
+            if self._clean_acks >= GROW_AFTER:
+                self._window += 1
+                self._clean_acks = 0
+        self._acked_batches += 1
+        self._acked_messages += batch.item_count
+        if duplicate:
+            self._duplicate_batches += 1
+        if batch.seq == 0 and batch.epoch == self._epoch:
+            self._epoch_confirmed = True
+        ack = None
+        if batch.waiters:  # the ack model is built only for send() callers
+            ack = ProducerAck(
+                offset=response.headers.get(p.STREAM_NEXT_OFFSET),
+                duplicate=duplicate,
+                epoch=batch.epoch,
+                seq=batch.seq,
+            )
+        self._acc.complete(batch, response, ack)
+
+    async def _fail(self, batch: ProducerBatch, error: DurableStreamError) -> None:
+        self._failed_batches += 1
+        failure = self._acc.fail(batch, error)
+        if self._on_error is not None:
+            try:
+                outcome = self._on_error(error, failure)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("producer %r: on_error raised", self.producer_id)
+
+    def _fence(self, error: DurableStreamError) -> None:
+        """Nothing more is sent: this error fails every later batch and append."""
+        self._acc.set_fatal(error)
+
+    # -- delivering one batch --------------------------------------------------------------
+
+    async def _deliver(self, batch: ProducerBatch) -> None:
+        """Send ``batch`` until it is acknowledged, fails, or is handed back for renumbering."""
+        try:
+            await self._deliver_attempts(batch)
+        finally:
+            if batch.written is not None:  # never leave the next batch waiting
+                batch.written.set()
+            self._in_flight.discard(batch.seq)
+            self.notify()
+
+    async def _deliver_attempts(self, batch: ProducerBatch) -> None:
+        backoff: _retry.Backoff | None = None
+        gap_seen = False
+        while True:
+            try:
+                response = await self._post(batch)
+            except ProducerSequenceGapError:
+                self._sequence_gaps += 1
+                if not gap_seen:
+                    self._narrow()
+                await self.wait_for(lambda: min(self._in_flight) >= batch.seq)
+                if self._epoch_change or self._claim_epoch is not None or gap_seen:
+                    # An earlier batch failed or moved to a new epoch, or the server
+                    # forgot this producer (a gap with nothing earlier pending).
+                    self._requeue(batch)
+                    return
+                gap_seen = True
+                continue
+            except StaleEpochError as error:
+                if self._auto_claim and error.current_epoch is not None:
+                    if batch.maybe_stored:
+                        logger.warning(
+                            "producer %r: seq %d of epoch %d was fenced after an ambiguous "
+                            "failure; it is sent again in the new epoch and may be stored twice",
+                            self.producer_id,
+                            batch.seq,
+                            batch.epoch,
+                        )
+                    self._requeue(batch, claim=error.current_epoch + 1)
+                    return
+                self._fence(error)
+                await self._fail(batch, error)
+                return
+            except (StreamClosedError, NotFoundError, GoneError) as error:
+                # The stream is closed or gone: this and every later batch fail at once.
+                self._fence(error)
+                await self._fail(batch, error)
+                return
+            except DurableStreamError as error:
+                delay = None
+                if is_retryable(error):
+                    backoff = backoff or self._retry.backoff()
+                    delay = backoff.next_delay(error)
+                if delay is None:
+                    # Later batches of this epoch cannot land after the hole: renumber them.
+                    self._epoch_change = True
+                    await self._fail(batch, error)
+                    return
+                batch.maybe_stored = True
+                self._retries += 1
+                logger.debug(
+                    "producer %r: retrying seq %d in %.3fs: %s",
+                    self.producer_id,
+                    batch.seq,
+                    delay,
+                    error,
+                )
+                await _retry.sleep(delay)
+                continue
+            self._ack(batch, response, gap_seen=gap_seen)
+            return
+
+    async def _post(self, batch: ProducerBatch) -> httpx.Response:
+        """One attempt; a first attempt writes its body after the previous batch's (seq order)."""
+        protocol = {
+            p.PRODUCER_ID: self.producer_id,
+            p.PRODUCER_EPOCH: str(batch.epoch),
+            p.PRODUCER_SEQ: str(batch.seq),
+        }
+        if batch.body:
+            protocol[p.CONTENT_TYPE] = self._content_type
+        if batch.close:
+            protocol[p.STREAM_CLOSED] = p.TRUE
+        operation = "producer close" if batch.close else "producer append"
+        request = await self._transport.build(
+            "POST",
+            protocol_headers=protocol,
+            headers=self._headers,
+            params=self._params,
+            content=batch.body,
+        )
+        written = batch.written
+        if written is not None:
+            request.extensions["trace"] = when_body_written(written)
+        after, batch.after = batch.after, None
+        if after is not None:
+            await after.wait()
+        try:
+            response = await self._transport.send(request, operation=operation)
+        finally:
+            if written is not None:  # the attempt ended: whatever follows may go
+                written.set()
+        if response.status_code not in (200, 204):
+            raise error_for_response(response, operation=operation, body=response.content)
+        return response

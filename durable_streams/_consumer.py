@@ -115,6 +115,9 @@ OnItemError = Callable[[ItemFailure], "FailureAction | Awaitable[FailureAction]"
 
 _START = Position(p.OFFSET_START)
 
+# The commit policy's clock, looked up through this name so tests can move time.
+_clock = time.monotonic
+
 
 class Consumer:
     """Process a JSON stream from a stored position: the loop that survives crashes.
@@ -202,7 +205,7 @@ class Consumer:
         self._base = self._done_base = _START
         self._count = self._done_count = 0
         self._pending = 0  # items handled since the last save
-        self._last_save = time.monotonic()
+        self._last_save = _clock()
         self._response: StreamResponse | None = None  # the read in progress
         self._iterator: AsyncGenerator[Any, None] | None = None  # the iteration in progress
         self._stopping = False
@@ -345,7 +348,7 @@ class Consumer:
         self._committed = target
         self._moved_to(target)
         self._pending = 0
-        self._last_save = time.monotonic()
+        self._last_save = _clock()
         self._caught_up = False
         return target
 
@@ -546,7 +549,7 @@ class Consumer:
             return True  # the next read may wait for live data: save before waiting
         if policy.items is not None and self._pending >= policy.items:
             return True
-        return policy.seconds is not None and time.monotonic() - self._last_save >= policy.seconds
+        return policy.seconds is not None and _clock() - self._last_save >= policy.seconds
 
     def _ends_response(self) -> bool:
         """Whether the item handed out last was the last of its response."""
@@ -573,7 +576,7 @@ class Consumer:
         await self._store.save(self._key, position)
         self._committed = position
         self._pending = 0
-        self._last_save = time.monotonic()
+        self._last_save = _clock()
 
     async def _finish(self) -> None:
         """When an iteration ends, however it ends: save what completed."""
@@ -658,10 +661,7 @@ class Consumer:
                         if policy is not None and (
                             tail
                             or (limit and self._pending >= limit)
-                            or (
-                                seconds is not None
-                                and time.monotonic() - self._last_save >= seconds
-                            )
+                            or (seconds is not None and _clock() - self._last_save >= seconds)
                         ):
                             await self._save(self._after())
                         if self._stopping:

@@ -34,10 +34,13 @@ excerpt::
     │   ├── PayloadTooLargeError            413
     │   ├── RateLimitedError                429 (``retry_after``)
     │   └── ServerError                     5xx
-    └── ProducerError
-        ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
-        ├── ProducerClosedError             (used after close/detach)
-        └── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
+    ├── ProducerError
+    │   ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
+    │   ├── ProducerClosedError             (used after close/detach)
+    │   └── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
+    ├── CheckpointError                     CHECKPOINT_ERROR (a checkpoint store failed)
+    │   └── CheckpointCorruptError          (a stored checkpoint cannot be read back)
+    └── PositionRejectedError               POSITION_REJECTED (``reason``: the server's refusal)
 
 ``StreamClosedError`` is raised for writes to a closed stream; a reader reaching
 the end of a closed stream simply stops (that is EOF, not an error).
@@ -60,6 +63,8 @@ from ._redact import excerpt, redact_headers, redact_url
 __all__ = [
     "AppendOutcomeUnknownError",
     "BadRequestError",
+    "CheckpointCorruptError",
+    "CheckpointError",
     "ConflictError",
     "DurableStreamError",
     "EmptyAppendError",
@@ -72,6 +77,7 @@ __all__ = [
     "NotSupportedError",
     "ParseError",
     "PayloadTooLargeError",
+    "PositionRejectedError",
     "ProducerBufferFullError",
     "ProducerClosedError",
     "ProducerError",
@@ -348,6 +354,53 @@ class ProducerFlushError(ProducerError):
     def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.failures = list(failures)
+
+
+class CheckpointError(DurableStreamError):
+    """A checkpoint store failed to load or save (I/O or database error, kept as ``__cause__``)."""
+
+    code = "CHECKPOINT_ERROR"
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A stored checkpoint cannot be read back (a damaged file, a malformed row).
+
+    ``location`` says where it is (a file path, or a table and key). The message
+    says how to recover: remove the damaged checkpoint to start over from the
+    consumer's ``start``, or save a known position with ``consumer.seek()``.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
+class PositionRejectedError(DurableStreamError):
+    """The server will not read a consumer's stream from its position.
+
+    The stream was deleted or never created (404), the data at the position is no
+    longer retained or the stream was soft-deleted (410), or the stored position
+    is not one this stream issued (400). ``reason`` is the server's error (also
+    ``__cause__``), ``position`` the position that was refused and ``consumer``
+    the consumer's name. Restart with ``await consumer.seek("-1")`` (from the
+    start) or ``await consumer.seek("now")`` (from the tail), then read again.
+    """
+
+    code = "POSITION_REJECTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: DurableStreamError,
+        position: Any,
+        consumer: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+        self.position = position
+        self.consumer = consumer
 
 
 # -- status mapping --------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """The examples run against the reference server and do what they print.
 
 ``examples/quickstart.py`` resumes a live read with no gap and no duplicate;
-``examples/event_producer.py`` stores every event it produced and stops cleanly.
+``examples/event_producer.py`` stores every event it produced and stops cleanly;
+``examples/resumable_worker.py`` bills each order once across runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
 from pathlib import Path
 from types import ModuleType
 
@@ -87,3 +89,23 @@ async def _wait_for_data(client: httpx.AsyncClient, url: str) -> None:
         if response.status_code == 200 and response.content not in (b"", b"[]"):
             return
         offset = response.headers["stream-next-offset"]
+
+
+async def test_the_resumable_worker_bills_each_order_once(
+    stream_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = load_example("resumable_worker")
+    db_path = tmp_path / "billing.db"
+    with anyio.fail_after(30):
+        await example.ensure_orders(stream_url, 250)
+        assert await example.run_worker(stream_url, db_path, live=False) == 250
+        assert await example.run_worker(stream_url, db_path, live=False) == 0  # resumed at the end
+        async with httpx.AsyncClient() as client:
+            more = [{"id": n, "cents": 1} for n in range(250, 260)]
+            assert (await client.post(stream_url, json=more)).status_code == 204
+        assert await example.run_worker(stream_url, db_path, live=False) == 10
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT order_id FROM bills ORDER BY order_id").fetchall()
+    db.close()
+    assert [order_id for (order_id,) in rows] == list(range(260))
+    assert "done: billed 10 orders this run" in capsys.readouterr().out

@@ -19,7 +19,8 @@ excerpt::
     │   └── AppendOutcomeUnknownError       (a plain append failed ambiguously)
     ├── StatusError                         UNEXPECTED_STATUS (any other status)
     │   ├── BadRequestError                 400
-    │   │   └── InvalidOffsetError          INVALID_OFFSET
+    │   │   ├── InvalidOffsetError          INVALID_OFFSET
+    │   │   └── InvalidItemError            (a producer item the server cannot parse; ``index``)
     │   ├── UnauthorizedError               401
     │   ├── ForbiddenError                  403
     │   │   └── StaleEpochError             (producer fenced; ``current_epoch``)
@@ -37,7 +38,8 @@ excerpt::
     └── ProducerError
         ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
         ├── ProducerClosedError             (used after close/detach)
-        └── ProducerFlushError              (``failures``: the batches that failed)
+        ├── ProducerFlushError              (``failures``: the batches that failed)
+        └── ProducerIdentityError           (another live writer uses the producer id)
 
 ``StreamClosedError`` is raised for writes to a closed stream; a reader reaching
 the end of a closed stream simply stops (that is EOF, not an error).
@@ -68,6 +70,7 @@ __all__ = [
     "ForbiddenError",
     "GoneError",
     "InvalidArgumentError",
+    "InvalidItemError",
     "InvalidOffsetError",
     "NetworkError",
     "NotFoundError",
@@ -78,6 +81,7 @@ __all__ = [
     "ProducerClosedError",
     "ProducerError",
     "ProducerFlushError",
+    "ProducerIdentityError",
     "ProducerSequenceGapError",
     "RateLimitedError",
     "RequestTimeoutError",
@@ -231,6 +235,26 @@ class InvalidOffsetError(BadRequestError):
     code = "INVALID_OFFSET"
 
 
+class InvalidItemError(BadRequestError):
+    """400 to a producer batch, caused by this one item: it is not valid JSON.
+
+    ``index`` is the item's position in the producer's append order (0 for
+    the first item it took). The item fails alone; the items around it are
+    stored without it.
+
+    Example::
+
+        try:
+            await producer.send('{"broken": ')
+        except InvalidItemError as exc:
+            print(exc.index, exc)
+    """
+
+    def __init__(self, message: str, *, index: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.index = index
+
+
 class UnauthorizedError(StatusError):
     """401: credentials are missing or were rejected."""
 
@@ -339,6 +363,41 @@ class ProducerFlushError(ProducerError):
     def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.failures = list(failures)
+
+
+class ProducerIdentityError(ProducerError):
+    """Another writer uses this producer id: continuing could lose data, so nothing more is sent.
+
+    Raised when the server answers a batch this producer never sent before as
+    a duplicate (another incarnation already holds that ``(id, epoch, seq)``),
+    echoes a ``Producer-Seq`` this producer never reached, fences it (403)
+    after it had written with ``auto_claim=True``, or keeps fencing it while
+    it claims. One producer id must have one live writer: give concurrent
+    writers distinct ids, and let a restarted process take a higher epoch
+    (``epoch="auto"``, the default, does).
+
+    Example::
+
+        try:
+            await producer.flush()
+        except ProducerFlushError as exc:
+            if any(isinstance(f.error, ProducerIdentityError) for f in exc.failures):
+                ...  # another process writes as this producer: stop this one
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        producer_id: str,
+        epoch: int,
+        seq: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.producer_id = producer_id
+        self.epoch = epoch
+        self.seq = seq
 
 
 # -- status mapping --------------------------------------------------------------------------

@@ -13,14 +13,14 @@ import enum
 import logging
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
 from ._accumulator import Accumulator, Waiter
-from ._codec import encode_item, join_items
+from ._codec import encode_item
 from ._errors import (
     EmptyAppendError,
     InvalidArgumentError,
@@ -34,7 +34,7 @@ from ._models import CloseResult, ProducerAck, ProducerStats
 from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
-from ._sender import ProducerOnError, Sender
+from ._sender import ProducerOnError, Sender, next_auto_epoch
 from ._transport import HeadersArg, ParamsArg
 
 __all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError", "ProducerStats"]
@@ -108,7 +108,7 @@ class IdempotentProducer:
         handle: StreamHandle,
         producer_id: str,
         *,
-        epoch: int = 0,
+        epoch: int | Literal["auto"] = "auto",
         auto_claim: bool = False,
         linger_ms: float = 5,
         max_batch_bytes: int = MIB,
@@ -147,11 +147,13 @@ class IdempotentProducer:
             max_buffered_bytes=max_buffered_bytes,
             notify=self._notify,
         )
+        auto_epoch = epoch == "auto"
         self._sender = Sender(
             handle._transport,
             self._accumulator,
             producer_id,
-            epoch=epoch,
+            epoch=next_auto_epoch() if epoch == "auto" else epoch,
+            auto_epoch=auto_epoch,
             auto_claim=bool(auto_claim),
             linger=linger_ms / 1000,
             max_in_flight=max_in_flight,
@@ -301,10 +303,8 @@ class IdempotentProducer:
             return self._close_result
         self._require_running(fatal=False)
         json_mode = self._accumulator.json_mode
-        body = b""
-        if final is not _MISSING:
-            body = join_items([encode_item(final, json_mode=json_mode)], json_mode=json_mode)
-        result = await self._finish(close_body=body)
+        encoded = None if final is _MISSING else encode_item(final, json_mode=json_mode)
+        result = await self._finish(close=True, final=encoded)
         assert result is not None
         return result
 
@@ -321,14 +321,16 @@ class IdempotentProducer:
         await self._sender.restart_epoch()
         self._raise_failures()
 
-    async def _finish(self, close_body: bytes | None = None) -> CloseResult | None:
-        """Flush, optionally close the stream, then let the sender stop."""
+    async def _finish(
+        self, *, close: bool = False, final: bytes | None = None
+    ) -> CloseResult | None:
+        """Flush, optionally close the stream (with a final item), then let the sender stop."""
         self._require_running(fatal=False)
         self._set_state(_State.STOPPING)
         try:
             await self._flush()
-            if close_body is not None:
-                final_offset = await self._sender.close_stream(close_body)
+            if close:
+                final_offset = await self._sender.close_stream(final)
                 self._close_result = CloseResult(final_offset=final_offset)
         finally:
             self._stop_sender()

@@ -78,7 +78,8 @@ class IdempotentProducer:
     failure is reported once, and a cancelled ``send()`` raised nothing); the
     batches behind it continue in the next epoch. A 403 raises
     :class:`StaleEpochError` for this and every later batch unless
-    ``auto_claim=True``, which moves to the server's epoch + 1. A closed (or
+    ``auto_claim=True``, which moves to the server's epoch + 1 before the first
+    acknowledgement (see Identity below). A closed (or
     deleted) stream fails this and every later batch with
     :class:`StreamClosedError` (or :class:`NotFoundError`/:class:`GoneError`).
 
@@ -89,8 +90,19 @@ class IdempotentProducer:
 
     Items follow :meth:`StreamHandle.append` (on JSON streams ``str``/``bytes``
     are serialised JSON, sent as given; other values are serialised at append).
-    Give each new process a higher ``epoch`` (or ``auto_claim=True``): the
-    server drops batches whose ``(epoch, seq)`` it has already seen.
+    If the server rejects a JSON batch (400), its items that do not parse fail
+    alone with :class:`InvalidItemError` and the rest are stored.
+
+    Identity: one producer id means one live writer, and a new process must
+    start in a higher epoch than any earlier one with that id. The default
+    ``epoch="auto"`` takes it from the wall clock in milliseconds, so restarts
+    need no stored state; pass an ``int`` to manage epochs yourself. A 204 to
+    a batch never sent before (another writer holds that tuple; it was not
+    stored) fails with :class:`ProducerIdentityError`, unless ``auto_claim=True``
+    and nothing was acknowledged yet: then the producer moves to a fresh epoch
+    and resends (at most 3 times). A producer that had written and is then
+    fenced (403) with ``auto_claim=True`` also stops with that error: a newer
+    writer took over.
 
     Example::
 

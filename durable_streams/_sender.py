@@ -573,10 +573,12 @@ class Sender:
                 await _retry._sleep(delay)
                 continue
             conflict = self._identity_conflict(batch, response)
-            if conflict is not None:
-                await self._conflict(batch, conflict)
+            if conflict is not None and response.status_code == 204:
+                await self._conflict(batch, conflict)  # not stored
                 return
             self._ack(batch, response, gap_seen=gap_seen)
+            if conflict is not None:  # stored, but the echo shows another writer
+                await self._conflict(batch, conflict, stored=True)
             return
 
     # -- identity: one producer id, one live writer ----------------------------------------
@@ -612,12 +614,20 @@ class Sender:
             await _retry._sleep(min(TAKEOVER_PAUSE * 2 ** (self._takeovers - 1), 1.0))
 
     async def _conflict(
-        self, batch: ProducerBatch, what: str, cause: DurableStreamError | None = None
+        self,
+        batch: ProducerBatch,
+        what: str,
+        cause: DurableStreamError | None = None,
+        *,
+        stored: bool = False,
     ) -> None:
-        """Another writer uses this producer id: take a fresh epoch, or stop with an error."""
+        """Another writer uses this producer id: take a fresh epoch, or stop with an error.
+
+        ``stored``: the batch itself was stored (and acknowledged); only later ones fail.
+        """
         self._identity_conflicts += 1
         logger.warning("producer %r: identity conflict: %s", self.producer_id, what)
-        if cause is None and self._may_take_over():
+        if cause is None and not stored and self._may_take_over():
             await self._pause_before_takeover()
             self._takeovers += 1
             self._requeue(batch, "claimed after an identity conflict")
@@ -638,7 +648,8 @@ class Sender:
         )
         error.__cause__ = cause
         self._fence(error)
-        await self._fail(batch, error)
+        if not stored:
+            await self._fail(batch, error)
 
     # -- unparsable items ------------------------------------------------------------------
 

@@ -359,6 +359,21 @@ async def test_a_seq_echo_beyond_what_was_sent_is_an_identity_conflict(
             await producer.send(1)
 
 
+async def test_a_200_whose_seq_echo_differs_is_stored_but_stops_the_producer(
+    server: Server, handle: StreamHandle
+) -> None:
+    def echo_other_seq(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"producer-epoch": "0", "producer-seq": "3"})
+
+    server.script = [echo_other_seq]
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0) as producer:
+        ack = await producer.send(1)  # the server said it stored it: acknowledged
+        assert not ack.duplicate
+        with pytest.raises(ProducerIdentityError, match="echoed seq 3"):
+            producer.append(2)
+        assert producer.stats.identity_conflicts == 1
+
+
 async def test_a_403_after_writing_with_auto_claim_stops_instead_of_fighting(
     server: Server, handle: StreamHandle
 ) -> None:

@@ -320,6 +320,9 @@ class Adapter:
             str(command.get("producerId", "")),
             epoch=int(command.get("epoch", 0)),
             auto_claim=bool(command.get("autoClaim", False)),
+            # The suite replays batches under the epoch it names (e.g. a new producer
+            # instance re-sending an earlier one's batch) and expects the duplicate.
+            identity="replay",
             headers=command.get("headers"),
             **options,
         )

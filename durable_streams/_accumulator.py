@@ -50,10 +50,11 @@ class Waiter:
         await done.wait()
     """
 
-    __slots__ = ("ack", "error", "raised", "wake")
+    __slots__ = ("ack", "error", "index", "raised", "wake")
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self.wake = wake
+        self.index = -1  # its item's position in append order (set by attach_waiter)
         self.ack: ProducerAck | None = None
         self.error: DurableStreamError | None = None
         self.raised = False  # send() raised ``error`` to its caller (not cancelled first)
@@ -72,20 +73,23 @@ class Waiter:
 class ProducerBatch:
     """One request's worth of items, with the tuple it is currently sent under.
 
-    The accumulator fills ``id``, ``body``, ``item_count``, ``counted_bytes``,
+    The accumulator fills ``id``, ``items``, ``first_index``, ``counted_bytes``,
     ``waiters`` and ``close``; the sender owns the rest (the tuple, the wire
-    order events, the outcome).
+    order events, the outcome). The batch keeps its items, not its body: the
+    body is joined for each attempt (:attr:`body`, the same bytes every time),
+    so an item the server cannot parse can be taken out and the rest resent.
     """
 
     __slots__ = (
         "after",
-        "body",
         "close",
         "counted_bytes",
         "epoch",
         "error",
+        "first_index",
         "id",
-        "item_count",
+        "items",
+        "json_mode",
         "maybe_stored",
         "response",
         "seq",
@@ -93,10 +97,19 @@ class ProducerBatch:
         "written",
     )
 
-    def __init__(self, id: int, body: bytes, item_count: int, waiters: list[Waiter]) -> None:
+    def __init__(
+        self,
+        id: int,
+        items: list[bytes],
+        first_index: int,
+        waiters: list[Waiter],
+        *,
+        json_mode: bool,
+    ) -> None:
         self.id = id  # append order; never changes when the batch is renumbered
-        self.body = body
-        self.item_count = item_count
+        self.items = items
+        self.first_index = first_index  # append-order position of its first item
+        self.json_mode = json_mode
         self.counted_bytes = 0  # its share of max_buffered_bytes
         self.waiters = waiters
         self.close = False
@@ -109,6 +122,20 @@ class ProducerBatch:
         # body or ended; the next batch's first attempt waits for it (``after``).
         self.written: anyio.Event | None = None
         self.after: anyio.Event | None = None
+
+    @property
+    def item_count(self) -> int:
+        return len(self.items)
+
+    @property
+    def body(self) -> bytes:
+        """The request body: a JSON array of the items, or the items concatenated.
+
+        A close request without a final item has an empty body.
+        """
+        if not self.items:
+            return b""
+        return join_items(self.items, json_mode=self.json_mode)
 
 
 #: A failed batch not yet listed by ``flush()``, with the ``send()`` waiters of its items.
@@ -163,6 +190,7 @@ class Accumulator:
         self._queue: deque[ProducerBatch] = deque()  # cut and waiting to be sent, in order
         self._unsettled: dict[int, ProducerBatch] = {}  # by id; ids only grow: first is oldest
         self._next_batch_id = 0
+        self._cut_items = 0  # items moved from the open batch into batches so far
         self._queued_bytes = 0  # bodies of cut, unsettled batches (max_buffered_bytes)
         self._accepting = False  # the producer is running and takes items
         self._fatal: DurableStreamError | None = None  # nothing more will be sent
@@ -249,8 +277,8 @@ class Accumulator:
         items = self.items
         if not items:
             return
-        batch = self._new_batch(join_items(items, json_mode=self.json_mode), len(items))
-        batch.counted_bytes = len(batch.body)
+        batch = self._new_batch(items)
+        batch.counted_bytes = self.open_bytes  # the length of its body
         batch.waiters = self._open_waiters
         self._queued_bytes += batch.counted_bytes
         self.items = []
@@ -266,21 +294,27 @@ class Accumulator:
         That is the open batch or, if adding the item cut it, the last queued one.
         """
         if self.items:
+            waiter.index = self._cut_items + len(self.items) - 1
             self._open_waiters.append(waiter)
         else:
-            self._queue[-1].waiters.append(waiter)
+            batch = self._queue[-1]
+            waiter.index = batch.first_index + batch.item_count - 1
+            batch.waiters.append(waiter)
 
-    def enqueue_close(self, body: bytes) -> ProducerBatch:
-        """Queue the request that closes the stream (``body``: an optional final item)."""
-        batch = self._new_batch(body, 1 if body else 0)
+    def enqueue_close(self, final: bytes | None) -> ProducerBatch:
+        """Queue the request that closes the stream, with ``final`` as its last item if given."""
+        batch = self._new_batch([final] if final is not None else [])
         batch.close = True
         self._queue.append(batch)
         self._notify()
         return batch
 
-    def _new_batch(self, body: bytes, item_count: int) -> ProducerBatch:
-        batch = ProducerBatch(self._next_batch_id, body, item_count, [])
+    def _new_batch(self, items: list[bytes]) -> ProducerBatch:
+        batch = ProducerBatch(
+            self._next_batch_id, items, self._cut_items, [], json_mode=self.json_mode
+        )
         self._next_batch_id += 1
+        self._cut_items += len(items)
         self._unsettled[batch.id] = batch
         return batch
 
@@ -350,8 +384,9 @@ class Accumulator:
             epoch=batch.epoch,
             seq=batch.seq,
             item_count=batch.item_count,
-            byte_count=len(batch.body),
+            byte_count=batch.counted_bytes if not batch.close else len(batch.body),
             error=error,
+            first_index=batch.first_index,
         )
         batch.error = error
         if not batch.close:  # a failed close is raised by close() itself
@@ -360,6 +395,51 @@ class Accumulator:
             waiter.reject(error)
         self._settle(batch)
         return failure
+
+    def fail_items(
+        self, batch: ProducerBatch, failed: dict[int, DurableStreamError]
+    ) -> list[BatchFailure]:
+        """Take the items at these positions of ``batch`` out of it, each failed alone.
+
+        ``failed`` maps a position in ``batch.items`` to the item's error. Each
+        item becomes its own :class:`BatchFailure` (its waiters get the error);
+        the batch keeps the other items, in order, and settles if none is left.
+        """
+        failures = []
+        keep: list[bytes] = []
+        for position, item in enumerate(batch.items):
+            error = failed.get(position)
+            if error is None:
+                keep.append(item)
+                continue
+            index = batch.first_index + position
+            size = len(item) + self.separator
+            failure = BatchFailure(
+                epoch=batch.epoch,
+                seq=batch.seq,
+                item_count=1,
+                byte_count=size + self._overhead,
+                error=error,
+                first_index=index,
+            )
+            waiters = [w for w in batch.waiters if w.index == index]
+            batch.waiters = [w for w in batch.waiters if w.index != index]
+            self._failures.append((failure, waiters))
+            for waiter in waiters:
+                waiter.reject(error)
+            batch.counted_bytes -= size
+            self._queued_bytes -= size
+            failures.append(failure)
+        if keep:
+            batch.first_index += next(p for p in range(len(batch.items)) if p not in failed)
+            batch.items = keep
+            self._refresh_fast_limit()
+            self._notify()
+        else:
+            batch.error = failures[-1].error
+            batch.items = keep
+            self._settle(batch)
+        return failures
 
     def _settle(self, batch: ProducerBatch) -> None:
         del self._unsettled[batch.id]

@@ -19,7 +19,8 @@ excerpt::
     │   └── AppendOutcomeUnknownError       (a plain append failed ambiguously)
     ├── StatusError                         UNEXPECTED_STATUS (any other status)
     │   ├── BadRequestError                 400
-    │   │   └── InvalidOffsetError          INVALID_OFFSET
+    │   │   ├── InvalidOffsetError          INVALID_OFFSET
+    │   │   └── InvalidItemError            (a producer item the server cannot parse; ``index``)
     │   ├── UnauthorizedError               401
     │   ├── ForbiddenError                  403
     │   │   └── StaleEpochError             (producer fenced; ``current_epoch``)
@@ -37,7 +38,8 @@ excerpt::
     ├── ProducerError
     │   ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
     │   ├── ProducerClosedError             (used after close/detach)
-    │   └── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
+    │   ├── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
+    │   └── ProducerIdentityError           (another live writer uses the producer id)
     ├── CheckpointError                     CHECKPOINT_ERROR (a checkpoint store failed)
     │   └── CheckpointCorruptError          (a stored checkpoint cannot be read back)
     └── PositionRejectedError               POSITION_REJECTED (``reason``: the server's refusal)
@@ -71,6 +73,7 @@ __all__ = [
     "ForbiddenError",
     "GoneError",
     "InvalidArgumentError",
+    "InvalidItemError",
     "InvalidOffsetError",
     "NetworkError",
     "NotFoundError",
@@ -82,6 +85,7 @@ __all__ = [
     "ProducerClosedError",
     "ProducerError",
     "ProducerFlushError",
+    "ProducerIdentityError",
     "ProducerSequenceGapError",
     "RateLimitedError",
     "RequestTimeoutError",
@@ -235,6 +239,26 @@ class InvalidOffsetError(BadRequestError):
     code = "INVALID_OFFSET"
 
 
+class InvalidItemError(BadRequestError):
+    """400 to a producer batch, caused by this one item: it is not valid JSON.
+
+    ``index`` is the item's position in the producer's append order (0 for
+    the first item it took). The item fails alone; the items around it are
+    stored without it.
+
+    Example::
+
+        try:
+            await producer.send('{"broken": ')
+        except InvalidItemError as exc:
+            print(exc.index, exc)
+    """
+
+    def __init__(self, message: str, *, index: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.index = index
+
+
 class UnauthorizedError(StatusError):
     """401: credentials are missing or were rejected."""
 
@@ -339,13 +363,27 @@ class ProducerClosedError(ProducerError):
 
 @dataclass(frozen=True)
 class BatchFailure:
-    """A producer batch that failed for good, as reported by ``on_error`` and flush errors."""
+    """A producer batch that failed for good, as reported by ``on_error`` and flush errors.
+
+    ``first_index`` is the position of its first item in the producer's append
+    order (0 for the first item the producer took); its items are
+    ``first_index`` to ``first_index + item_count - 1``. An item the server
+    could not parse fails alone (``item_count == 1``), and the items around it
+    are sent without it.
+
+    Example::
+
+        def on_error(error: DurableStreamError, failure: BatchFailure) -> None:
+            lost = range(failure.first_index, failure.first_index + failure.item_count)
+            log.error("items %s failed: %s", lost, error)
+    """
 
     epoch: int
     seq: int
     item_count: int
     byte_count: int
     error: DurableStreamError
+    first_index: int = 0
 
 
 class ProducerFlushError(ProducerError):
@@ -354,6 +392,41 @@ class ProducerFlushError(ProducerError):
     def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.failures = list(failures)
+
+
+class ProducerIdentityError(ProducerError):
+    """Another writer uses this producer id: continuing could lose data, so nothing more is sent.
+
+    Raised when the server answers a batch this producer never sent before as
+    a duplicate (another incarnation already holds that ``(id, epoch, seq)``),
+    echoes a ``Producer-Seq`` this producer never reached, fences it (403)
+    after it had written with ``auto_claim=True``, or keeps fencing it while
+    it claims. One producer id must have one live writer: give concurrent
+    writers distinct ids, and let a restarted process take a higher epoch
+    (``epoch="auto"``, the default, does).
+
+    Example::
+
+        try:
+            await producer.flush()
+        except ProducerFlushError as exc:
+            if any(isinstance(f.error, ProducerIdentityError) for f in exc.failures):
+                ...  # another process writes as this producer: stop this one
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        producer_id: str,
+        epoch: int,
+        seq: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.producer_id = producer_id
+        self.epoch = epoch
+        self.seq = seq
 
 
 class CheckpointError(DurableStreamError):

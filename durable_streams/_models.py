@@ -115,19 +115,31 @@ class ProducerAck(_Result):
 class ProducerStats:
     """A snapshot of a producer's counters since it was created.
 
+    Every item appended ends up in exactly one of ``stored_messages``,
+    ``duplicate_messages`` (both also counted by ``acked_messages``) and
+    ``failed_messages``, or is still pending.
+
     Example::
 
         stats = producer.stats
-        print(stats.acked_messages, stats.duplicate_batches, stats.retries)
+        print(stats.stored_messages, stats.duplicate_messages, stats.failed_messages)
     """
 
-    acked_messages: int  #: items acknowledged (duplicates included)
+    acked_messages: int  #: items acknowledged: stored_messages + duplicate_messages
     acked_batches: int  #: batches acknowledged (duplicates included)
-    duplicate_batches: int  #: batches answered 204: already stored (a lost success, retried)
-    failed_batches: int  #: batches that failed for good
+    #: batches answered 204 after this producer had sent them before (a lost success, retried)
+    duplicate_batches: int
+    failed_batches: int  #: batches (or single unparsable items) that failed for good
     retries: int  #: requests sent again after a network error, timeout, 5xx or 429
     sequence_gaps: int  #: 409 gap answers absorbed (a later batch overtook an earlier one)
     epoch_changes: int  #: moves to a new epoch (auto-claim, recovery, restart)
+    stored_messages: int = 0  #: items the server stored for this producer (200)
+    #: items of duplicate batches: stored by an earlier attempt whose answer was lost
+    duplicate_messages: int = 0
+    failed_messages: int = 0  #: items that failed for good (reported to on_error/flush)
+    #: signs that another writer uses this producer id (a 204 to a first attempt, a
+    #: ``Producer-Seq`` echo beyond what was sent, a 403 after this producer had written)
+    identity_conflicts: int = 0
 
 
 class Batch:

@@ -148,7 +148,7 @@ def _path_of(source: str) -> str:
 def check_producer_options(
     *,
     producer_id: str,
-    epoch: int,
+    epoch: int | str,
     linger_ms: float,
     max_batch_bytes: int,
     max_batch_items: int | None,
@@ -162,9 +162,12 @@ def check_producer_options(
     """Reject bad :class:`IdempotentProducer` settings when it is constructed."""
     if not isinstance(producer_id, str) or not producer_id:
         raise InvalidArgumentError("producer_id must be a non-empty string", field="producer_id")
-    _check_int("epoch", epoch, minimum=0)
-    if epoch > p.MAX_SAFE_INTEGER:
-        raise InvalidArgumentError("epoch must be at most 2**53 - 1", field="epoch")
+    if epoch != "auto":
+        if isinstance(epoch, str):
+            raise InvalidArgumentError('epoch must be "auto" or an integer', field="epoch")
+        _check_int("epoch", epoch, minimum=0)
+        if epoch > p.MAX_SAFE_INTEGER:
+            raise InvalidArgumentError("epoch must be at most 2**53 - 1", field="epoch")
     if (
         isinstance(linger_ms, bool)
         or not isinstance(linger_ms, (int, float))

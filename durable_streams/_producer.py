@@ -13,14 +13,14 @@ import enum
 import logging
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
 from ._accumulator import Accumulator, Waiter
-from ._codec import encode_item, join_items
+from ._codec import encode_item
 from ._errors import (
     EmptyAppendError,
     InvalidArgumentError,
@@ -34,8 +34,8 @@ from ._models import CloseResult, ProducerAck, ProducerStats
 from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
-from ._sender import Sender
-from ._types import HeadersArg, ParamsArg, ProducerOnError
+from ._sender import Sender, next_auto_epoch
+from ._types import HeadersArg, ParamsArg, ProducerIdentity, ProducerOnError
 
 __all__ = ["IdempotentProducer"]
 
@@ -78,7 +78,8 @@ class IdempotentProducer:
     failure is reported once, and a cancelled ``send()`` raised nothing); the
     batches behind it continue in the next epoch. A 403 raises
     :class:`StaleEpochError` for this and every later batch unless
-    ``auto_claim=True``, which moves to the server's epoch + 1. A closed (or
+    ``auto_claim=True``, which moves to the server's epoch + 1 before the first
+    acknowledgement (see Identity below). A closed (or
     deleted) stream fails this and every later batch with
     :class:`StreamClosedError` (or :class:`NotFoundError`/:class:`GoneError`).
 
@@ -89,8 +90,22 @@ class IdempotentProducer:
 
     Items follow :meth:`StreamHandle.append` (on JSON streams ``str``/``bytes``
     are serialised JSON, sent as given; other values are serialised at append).
-    Give each new process a higher ``epoch`` (or ``auto_claim=True``): the
-    server drops batches whose ``(epoch, seq)`` it has already seen.
+    If the server rejects a JSON batch (400), its items that do not parse fail
+    alone with :class:`InvalidItemError` and the rest are stored.
+
+    Identity: one producer id means one live writer, and a new process must
+    start in a higher epoch than any earlier one with that id. The default
+    ``epoch="auto"`` takes it from the wall clock in milliseconds, so restarts
+    need no stored state; pass an ``int`` to manage epochs yourself. A 204 to
+    a batch never sent before (another writer holds that tuple; it was not
+    stored) fails with :class:`ProducerIdentityError`, unless ``auto_claim=True``
+    and nothing was acknowledged yet: then the producer moves to a fresh epoch
+    and resends (at most 3 times). A producer that had written and is then
+    fenced (403) with ``auto_claim=True`` also stops with that error: a newer
+    writer took over. ``identity="replay"`` is for a process that deliberately
+    re-sends, under a stored epoch, the same batches an earlier run of its id
+    sent (replaying its own log): a 204 then means "already stored" and is
+    reported as a duplicate.
 
     Example::
 
@@ -108,8 +123,9 @@ class IdempotentProducer:
         handle: StreamHandle,
         producer_id: str,
         *,
-        epoch: int = 0,
+        epoch: int | Literal["auto"] = "auto",
         auto_claim: bool = False,
+        identity: ProducerIdentity = "exclusive",
         linger_ms: float = 5,
         max_batch_bytes: int = MIB,
         max_batch_items: int | None = None,
@@ -122,6 +138,8 @@ class IdempotentProducer:
     ) -> None:
         if not isinstance(handle, StreamHandle):
             raise InvalidArgumentError("handle must be a StreamHandle", field="handle")
+        if identity not in ("exclusive", "replay"):
+            raise InvalidArgumentError("identity must be 'exclusive' or 'replay'", field="identity")
         check_producer_options(
             producer_id=producer_id,
             epoch=epoch,
@@ -147,12 +165,15 @@ class IdempotentProducer:
             max_buffered_bytes=max_buffered_bytes,
             notify=self._notify,
         )
+        auto_epoch = epoch == "auto"
         self._sender = Sender(
             handle.transport,
             self._accumulator,
             producer_id,
-            epoch=epoch,
+            epoch=next_auto_epoch() if epoch == "auto" else epoch,
+            auto_epoch=auto_epoch,
             auto_claim=bool(auto_claim),
+            identity=identity,
             linger=linger_ms / 1000,
             max_in_flight=max_in_flight,
             retry=retry if retry is not None else handle.retry,
@@ -301,10 +322,8 @@ class IdempotentProducer:
             return self._close_result
         self._require_running(fatal=False)
         json_mode = self._accumulator.json_mode
-        body = b""
-        if final is not _MISSING:
-            body = join_items([encode_item(final, json_mode=json_mode)], json_mode=json_mode)
-        result = await self._finish(close_body=body)
+        encoded = None if final is _MISSING else encode_item(final, json_mode=json_mode)
+        result = await self._finish(close=True, final=encoded)
         assert result is not None
         return result
 
@@ -321,14 +340,16 @@ class IdempotentProducer:
         await self._sender.restart_epoch()
         self._raise_failures()
 
-    async def _finish(self, close_body: bytes | None = None) -> CloseResult | None:
-        """Flush, optionally close the stream, then let the sender stop."""
+    async def _finish(
+        self, *, close: bool = False, final: bytes | None = None
+    ) -> CloseResult | None:
+        """Flush, optionally close the stream (with a final item), then let the sender stop."""
         self._require_running(fatal=False)
         self._set_state(_State.STOPPING)
         try:
             await self._flush()
-            if close_body is not None:
-                final_offset = await self._sender.close_stream(close_body)
+            if close:
+                final_offset = await self._sender.close_stream(final)
                 self._close_result = CloseResult(final_offset=final_offset)
         finally:
             self._stop_sender()

@@ -26,20 +26,41 @@ at most 2 batches are sent ahead at first; every ``GROW_AFTER`` gap-free
 batches allow one more, up to ``max_in_flight``, and each gap halves it again
 (not below 2).
 
-Epoch changes share one path (auto-claim after a 403, recovery after a batch
-failed for good or the server forgot the producer, ``restart()``): nothing new
-is sent, the in-flight batches finish, then every batch not yet acknowledged
-is renumbered from seq 0 in the new epoch, in its original order. The new
-epoch fences delayed requests of the old one (403), so no batch is ever stored
-under two tuples, except in one window: with auto-claim, a batch whose earlier
-attempt was lost in transit and that is then fenced may already be stored in
-the old epoch; it is sent again (at-least-once) and a warning is logged.
+Epoch changes share one path (auto-claim after a 403 or an identity conflict,
+recovery after a batch failed for good or the server forgot the producer,
+``restart()``): nothing new is sent, the in-flight batches finish, then every
+batch not yet acknowledged is renumbered from seq 0 in the new epoch, in its
+original order. The new epoch fences delayed requests of the old one (403), so
+no batch is ever stored under two tuples, except in one window: with
+auto-claim, a batch whose earlier attempt was lost in transit and that is then
+fenced may already be stored in the old epoch; it is sent again
+(at-least-once) and a warning is logged. With ``epoch="auto"`` a new epoch is
+also at least the current wall-clock millisecond, so a later process, which
+starts from the clock, stays above every epoch an earlier one used.
+
+Identity: a 204 (duplicate) to a batch this producer never sent before under
+that tuple means another incarnation owns ``(id, epoch, seq)`` and the batch
+was *not* stored; so does a ``Producer-Seq`` echo above the highest seq this
+producer sent in the epoch. Before this producer has had a batch acknowledged,
+``auto_claim=True`` moves it to a fresh epoch (at most ``MAX_TAKEOVERS`` times,
+with a growing pause); afterwards, or without auto-claim, the producer stops
+with :class:`ProducerIdentityError` (a 403 without auto-claim stays a
+:class:`StaleEpochError`). So two live writers with one id cannot fence each
+other forever: the older one fails at its first request after the newer one
+wrote, and nothing is dropped silently.
+
+Unparsable items: a 400 to a JSON batch makes the sender check each item with
+Python's C JSON parser (only then: appending never parses pre-serialised
+items). Items that do not parse fail alone with :class:`InvalidItemError`; the
+others are sent again under the same tuple (a 400 proves nothing was stored).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -50,10 +71,14 @@ from . import _protocol as p
 from . import _retry
 from ._accumulator import Accumulator, ProducerBatch
 from ._errors import (
+    BadRequestError,
+    BatchFailure,
     DurableStreamError,
     GoneError,
+    InvalidItemError,
     NotFoundError,
     ProducerError,
+    ProducerIdentityError,
     ProducerSequenceGapError,
     StaleEpochError,
     StreamClosedError,
@@ -62,14 +87,52 @@ from ._errors import (
 from ._models import ProducerAck, ProducerStats
 from ._retry import RetryPolicy, is_retryable
 from ._transport import Transport
-from ._types import HeadersArg, ParamsArg, ProducerOnError
+from ._types import HeadersArg, ParamsArg, ProducerIdentity, ProducerOnError
 
-__all__ = ["GROW_AFTER", "Sender", "when_body_written"]
+__all__ = ["GROW_AFTER", "MAX_TAKEOVERS", "Sender", "next_auto_epoch", "when_body_written"]
 
 logger = logging.getLogger("durable_streams")
 
 #: Gap-free batches after which the pipeline may grow by one again.
 GROW_AFTER = 16
+
+#: Epochs a producer may claim from other writers before its first acknowledgement.
+MAX_TAKEOVERS = 3
+
+#: Pause before the second and later takeovers (doubling, capped at 1 s).
+TAKEOVER_PAUSE = 0.05
+
+_last_auto_epoch = 0
+
+
+def next_auto_epoch() -> int:
+    """An epoch from the wall clock (milliseconds since 1970), above any this process gave.
+
+    A process that starts later starts higher, without stored state; if the
+    clock went backwards the server's 403 still fences the lower epoch.
+
+    Example::
+
+        epoch = next_auto_epoch()   # e.g. 1767225600123
+    """
+    global _last_auto_epoch
+    _last_auto_epoch = max(time.time_ns() // 1_000_000, _last_auto_epoch + 1)
+    return min(_last_auto_epoch, p.MAX_SAFE_INTEGER)
+
+
+def _json_error(item: bytes) -> str | None:
+    """Why ``item`` is not one JSON value the server would accept (None if it is)."""
+
+    def reject(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        json.loads(item.decode("utf-8"), parse_constant=reject)
+    except RecursionError:
+        return None  # too deep for Python, maybe not for the server: not provably bad
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        return str(exc)
+    return None
 
 
 def when_body_written(written: anyio.Event) -> Callable[[str, object], Awaitable[None]]:
@@ -115,23 +178,27 @@ class Sender:
         epoch: int,
         auto_claim: bool,
         linger: float,
+        identity: ProducerIdentity = "exclusive",
         max_in_flight: int,
         retry: RetryPolicy,
         on_error: ProducerOnError | None,
         headers: HeadersArg,
         params: ParamsArg,
+        auto_epoch: bool = False,
     ) -> None:
         self._transport = transport
         self._acc = accumulator
         self.producer_id = producer_id
         self._content_type = p.DEFAULT_CONTENT_TYPE
         self._auto_claim = auto_claim
+        self._identity: ProducerIdentity = identity
         self._linger = linger
         self._max_in_flight = max_in_flight
         self._retry = retry
         self._on_error = on_error
         self._headers = headers
         self._params = params
+        self._auto_epoch = auto_epoch
 
         self._changed: anyio.Event | None = None  # created in begin(): needs an event loop
         self._stopped = False  # the run loop may exit once everything is settled
@@ -148,6 +215,9 @@ class Sender:
         self._requeued: list[ProducerBatch] = []
         self._epoch_change = False  # renumber into epoch + 1 once nothing is in flight
         self._claim_epoch: int | None = None  # ... or into this epoch (auto-claim)
+        self._change_reason = ""  # why, for the log line of the next epoch change
+        self._acknowledged = False  # the server has stored a batch of this producer
+        self._takeovers = 0  # epochs claimed from other writers
 
         self._acked_messages = 0
         self._acked_batches = 0
@@ -156,6 +226,10 @@ class Sender:
         self._retries = 0
         self._sequence_gaps = 0
         self._epoch_changes = 0
+        self._stored_messages = 0
+        self._duplicate_messages = 0
+        self._failed_messages = 0
+        self._identity_conflicts = 0
 
     # -- read-only state -------------------------------------------------------------------
 
@@ -188,6 +262,10 @@ class Sender:
             retries=self._retries,
             sequence_gaps=self._sequence_gaps,
             epoch_changes=self._epoch_changes,
+            stored_messages=self._stored_messages,
+            duplicate_messages=self._duplicate_messages,
+            failed_messages=self._failed_messages,
+            identity_conflicts=self._identity_conflicts,
         )
 
     # -- control from the producer ---------------------------------------------------------
@@ -206,12 +284,13 @@ class Sender:
         """Move to epoch + 1 once nothing is in flight (or until the producer turns fatal)."""
         old_epoch = self._epoch
         self._epoch_change = True
+        self._change_reason = "restart()"
         self.notify()
         await self.wait_for(lambda: self._epoch != old_epoch or self._acc.fatal is not None)
 
-    async def close_stream(self, body: bytes) -> str | None:
+    async def close_stream(self, final: bytes | None) -> str | None:
         """Send the closing request after every queued batch; return the final offset."""
-        batch = self._acc.enqueue_close(body)
+        batch = self._acc.enqueue_close(final)
         await self.wait_for(lambda: self._acc.is_settled(batch))
         if batch.error is not None:
             raise batch.error
@@ -299,16 +378,21 @@ class Sender:
         new_epoch = self._epoch + 1
         if self._claim_epoch is not None:
             new_epoch = max(new_epoch, self._claim_epoch)
+        if self._auto_epoch:
+            new_epoch = max(new_epoch, next_auto_epoch())
+        reason = self._change_reason or "recovery"
         self._epoch_change = False
         self._claim_epoch = None
+        self._change_reason = ""
         if new_epoch > p.MAX_SAFE_INTEGER:
             self._acc.set_fatal(ProducerError("the producer epoch would exceed 2**53 - 1"))
         else:
             logger.info(
-                "producer %r: epoch %d -> %d, %d batch(es) to send again",
+                "producer %r: epoch %d -> %d (%s), %d batch(es) to send again",
                 self.producer_id,
                 self._epoch,
                 new_epoch,
+                reason,
                 len(self._requeued),
             )
             self._epoch = new_epoch
@@ -326,8 +410,10 @@ class Sender:
         self._window = max(min(2, self._max_in_flight), self._window // 2)
         self._clean_acks = 0
 
-    def _requeue(self, batch: ProducerBatch, claim: int | None = None) -> None:
+    def _requeue(self, batch: ProducerBatch, reason: str, claim: int | None = None) -> None:
         self._requeued.append(batch)
+        if not self._change_reason:
+            self._change_reason = reason
         if claim is not None:
             self._claim_epoch = max(claim, self._claim_epoch or 0)
         else:
@@ -335,6 +421,7 @@ class Sender:
 
     def _ack(self, batch: ProducerBatch, response: httpx.Response, *, gap_seen: bool) -> None:
         duplicate = response.status_code == 204
+        self._acknowledged = True
         if not gap_seen and self._window < self._max_in_flight:
             self._clean_acks += 1
             if self._clean_acks >= GROW_AFTER:
@@ -344,6 +431,9 @@ class Sender:
         self._acked_messages += batch.item_count
         if duplicate:
             self._duplicate_batches += 1
+            self._duplicate_messages += batch.item_count
+        else:
+            self._stored_messages += batch.item_count
         if batch.seq == 0 and batch.epoch == self._epoch:
             self._epoch_confirmed = True
         ack = None
@@ -358,7 +448,12 @@ class Sender:
 
     async def _fail(self, batch: ProducerBatch, error: DurableStreamError) -> None:
         self._failed_batches += 1
-        failure = self._acc.fail(batch, error)
+        self._failed_messages += batch.item_count
+        await self._report(self._acc.fail(batch, error))
+
+    async def _report(self, failure: BatchFailure) -> None:
+        """Pass a failure to ``on_error``."""
+        error = failure.error
         if self._on_error is not None:
             try:
                 outcome = self._on_error(error, failure)
@@ -397,12 +492,13 @@ class Sender:
                 if self._epoch_change or self._claim_epoch is not None or gap_seen:
                     # An earlier batch failed or moved to a new epoch, or the server
                     # forgot this producer (a gap with nothing earlier pending).
-                    self._requeue(batch)
+                    self._requeue(batch, "a sequence gap with nothing earlier pending")
                     return
                 gap_seen = True
                 continue
             except StaleEpochError as error:
-                if self._auto_claim and error.current_epoch is not None:
+                if error.current_epoch is not None and self._may_take_over():
+                    await self._pause_before_takeover()
                     if batch.maybe_stored:
                         logger.warning(
                             "producer %r: seq %d of epoch %d was fenced after an ambiguous "
@@ -411,8 +507,27 @@ class Sender:
                             batch.seq,
                             batch.epoch,
                         )
-                    self._requeue(batch, claim=error.current_epoch + 1)
+                    self._takeovers += 1
+                    self._requeue(
+                        batch,
+                        f"claimed: the server's epoch is {error.current_epoch}",
+                        claim=error.current_epoch + 1,
+                    )
                     return
+                if self._auto_claim:
+                    await self._conflict(
+                        batch,
+                        f"was fenced by epoch {error.current_epoch} after it had written "
+                        f"(seq {batch.seq} of epoch {batch.epoch})",
+                        cause=error,
+                    )
+                    return
+                logger.warning(
+                    "producer %r: fenced by epoch %s (this one is %d)",
+                    self.producer_id,
+                    error.current_epoch,
+                    batch.epoch,
+                )
                 self._fence(error)
                 await self._fail(batch, error)
                 return
@@ -422,6 +537,12 @@ class Sender:
                 await self._fail(batch, error)
                 return
             except DurableStreamError as error:
+                if isinstance(error, BadRequestError) and await self._drop_unparsable(batch, error):
+                    continue  # the other items go again under the same tuple
+                if batch.item_count == 0 and not batch.close:
+                    self._epoch_change = True  # every item failed alone: its seq is a hole
+                    self._change_reason = self._change_reason or "a batch failed"
+                    return
                 delay = None
                 if is_retryable(error):
                     backoff = backoff or self._retry.backoff()
@@ -429,6 +550,7 @@ class Sender:
                 if delay is None:
                     # Later batches of this epoch cannot land after the hole: renumber them.
                     self._epoch_change = True
+                    self._change_reason = self._change_reason or "a batch failed"
                     await self._fail(batch, error)
                     return
                 batch.maybe_stored = True
@@ -442,8 +564,126 @@ class Sender:
                 )
                 await _retry.sleep(delay)
                 continue
+            conflict = self._identity_conflict(batch, response)
+            if conflict is not None and response.status_code == 204:
+                await self._conflict(batch, conflict)  # not stored
+                return
             self._ack(batch, response, gap_seen=gap_seen)
+            if conflict is not None:  # stored, but the echo shows another writer
+                await self._conflict(batch, conflict, stored=True)
             return
+
+    # -- identity: one producer id, one live writer ----------------------------------------
+
+    def _identity_conflict(self, batch: ProducerBatch, response: httpx.Response) -> str | None:
+        """Why this success proves another writer uses the id, or None if it does not."""
+        if batch.close and not batch.items:
+            return None  # a close-only request is answered 204 whether new or not
+        echo = p.header_int(response.headers, p.PRODUCER_SEQ)
+        if response.status_code == 204 and self._identity == "replay":
+            return None  # re-sending what an earlier run stored: a duplicate is expected
+        if response.status_code == 204:
+            if not batch.maybe_stored:
+                return (
+                    f"seq {batch.seq} of epoch {batch.epoch} was answered as a duplicate "
+                    "although this producer had not sent it before: another writer holds "
+                    "that tuple, and this batch was not stored"
+                )
+            if echo is not None and echo >= self._next_seq:
+                return (
+                    f"the server holds seq {echo} of epoch {batch.epoch}, beyond the "
+                    f"{self._next_seq - 1} this producer sent: another writer uses that "
+                    f"epoch, so whether seq {batch.seq} is this producer's is unknown"
+                )
+        elif echo is not None and echo != batch.seq:
+            return f"the server echoed seq {echo} to seq {batch.seq} of epoch {batch.epoch}"
+        return None
+
+    def _may_take_over(self) -> bool:
+        """Whether to claim a fresh epoch from another writer (else: stop, with an error)."""
+        return self._auto_claim and not self._acknowledged and self._takeovers < MAX_TAKEOVERS
+
+    async def _pause_before_takeover(self) -> None:
+        if self._takeovers:
+            await _retry.sleep(min(TAKEOVER_PAUSE * 2 ** (self._takeovers - 1), 1.0))
+
+    async def _conflict(
+        self,
+        batch: ProducerBatch,
+        what: str,
+        cause: DurableStreamError | None = None,
+        *,
+        stored: bool = False,
+    ) -> None:
+        """Another writer uses this producer id: take a fresh epoch, or stop with an error.
+
+        ``stored``: the batch itself was stored (and acknowledged); only later ones fail.
+        """
+        self._identity_conflicts += 1
+        logger.warning("producer %r: identity conflict: %s", self.producer_id, what)
+        if cause is None and not stored and self._may_take_over():
+            await self._pause_before_takeover()
+            self._takeovers += 1
+            self._requeue(batch, "claimed after an identity conflict")
+            return
+        if self._auto_claim and self._takeovers >= MAX_TAKEOVERS:
+            advice = f"it was still contested after {MAX_TAKEOVERS} epoch claims"
+        elif self._auto_claim:
+            advice = "this producer had already written, so a newer writer took over"
+        else:
+            advice = "pass auto_claim=True to take a fresh epoch when this happens at startup"
+        error = ProducerIdentityError(
+            f"producer {self.producer_id!r} {what}. One producer id must have one live "
+            f"writer: give concurrent writers distinct ids, and start each new process "
+            f'in a higher epoch (epoch="auto" does); {advice}',
+            producer_id=self.producer_id,
+            epoch=batch.epoch,
+            seq=batch.seq,
+        )
+        error.__cause__ = cause
+        self._fence(error)
+        if not stored:
+            await self._fail(batch, error)
+
+    # -- unparsable items ------------------------------------------------------------------
+
+    async def _drop_unparsable(self, batch: ProducerBatch, error: BadRequestError) -> bool:
+        """Fail the items of a rejected JSON batch that do not parse, each alone.
+
+        Returns True if other items are left to send again under the same tuple.
+        """
+        if not batch.json_mode or not batch.items:
+            return False
+        reasons = {n: why for n, item in enumerate(batch.items) if (why := _json_error(item))}
+        if not reasons:
+            return False  # the server refused the batch for another reason
+        errors: dict[int, DurableStreamError] = {}
+        for position, reason in reasons.items():
+            index = batch.first_index + position
+            item_error = InvalidItemError(
+                f"item {index} is not valid JSON ({reason}); the server rejected its batch "
+                "with 400, and the other items were sent without it",
+                index=index,
+                status=error.status,
+                url=error.url,
+                headers=error.headers,
+                body=error.body,
+            )
+            item_error.__cause__ = error
+            errors[position] = item_error
+        logger.warning(
+            "producer %r: %d unparsable item(s) in seq %d of epoch %d fail alone",
+            self.producer_id,
+            len(errors),
+            batch.seq,
+            batch.epoch,
+        )
+        for failure in self._acc.fail_items(batch, errors):
+            self._failed_batches += 1
+            self._failed_messages += 1
+            await self._report(failure)
+        batch.maybe_stored = False  # a 400 means this tuple stored nothing
+        return bool(batch.items)
 
     async def _post(self, batch: ProducerBatch) -> httpx.Response:
         """One attempt; a first attempt writes its body after the previous batch's (seq order)."""
@@ -452,7 +692,7 @@ class Sender:
             p.PRODUCER_EPOCH: str(batch.epoch),
             p.PRODUCER_SEQ: str(batch.seq),
         }
-        if batch.body:
+        if batch.items:
             protocol[p.CONTENT_TYPE] = self._content_type
         if batch.close:
             protocol[p.STREAM_CLOSED] = p.TRUE

@@ -15,6 +15,7 @@ from ._errors import BatchFailure, DurableStreamError
 
 __all__ = [
     "AppendRetry",
+    "ProducerIdentity",
     "HeadersArg",
     "LiveMode",
     "OnError",
@@ -49,6 +50,17 @@ AppendRetry = Literal["safe", "at-least-once"]
 (connection refused, 429, 503); any other failure raises
 :class:`AppendOutcomeUnknownError`. ``"at-least-once"``: on every retryable
 failure, accepting that a retry may store the data twice.
+"""
+
+
+ProducerIdentity = Literal["exclusive", "replay"]
+"""Who else may have written a producer's ``(id, epoch, seq)`` tuples.
+
+``"exclusive"`` (default): nobody. A duplicate answer to a batch this producer
+never sent means another writer holds the tuple and the batch was not stored
+(:class:`ProducerIdentityError`, or a fresh epoch with ``auto_claim=True``).
+``"replay"``: an earlier run of this process, which sent the same batches
+under the same epoch; a duplicate answer means "already stored".
 """
 
 

@@ -7,11 +7,17 @@ the loop, and leaving the ``async with`` block flushes what is still pending,
 so every event the service produced is stored before it exits. A second Ctrl-C
 quits at once.
 
+Safe to restart: each run starts in a new epoch taken from the clock (the
+default ``epoch="auto"``), so a restarted service's events are stored, never
+mistaken for the previous run's. Run it twice against one stream
+(``--url``) and both runs' events are there.
+
 Run it against a local reference server (``node tests/server/launch.mjs``) or
 your own::
 
     DURABLE_STREAMS_URL=http://127.0.0.1:4437 python examples/event_producer.py
     python examples/event_producer.py --events 1000   # stop by itself
+    python examples/event_producer.py --url http://127.0.0.1:4437/v1/stream/events
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ async def run_service(url: str, *, stop: anyio.Event, max_events: int | None = N
     """Produce events until ``stop`` is set (or ``max_events`` are sent); returns the count."""
     async with StreamHandle(url) as handle:
         await handle.create(content_type="application/json")
-        # The producer id names this service; auto_claim takes over from an older instance.
+        # The producer id names this service: one live writer per id. Each run takes a
+        # fresh epoch from the clock (epoch="auto", the default), so a restart is stored
+        # in full; auto_claim=True lets a new instance take over from one still running
+        # (that one then fails with ProducerIdentityError instead of losing events).
         async with IdempotentProducer(
             handle, "event-service", auto_claim=True, on_error=log_failure
         ) as producer:
@@ -69,9 +78,10 @@ async def stop_on_signals(stop: anyio.Event) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=None, help="stop after this many events")
+    parser.add_argument("--url", default=None, help="stream URL (default: a new stream)")
     args = parser.parse_args()
     base = os.environ.get("DURABLE_STREAMS_URL", "http://127.0.0.1:4437").rstrip("/")
-    url = f"{base}/v1/stream/events-{uuid.uuid4().hex[:8]}"
+    url = args.url or f"{base}/v1/stream/events-{uuid.uuid4().hex[:8]}"
     print(f"stream: {url}")
     stop = anyio.Event()
     async with anyio.create_task_group() as tasks:

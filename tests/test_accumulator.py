@@ -209,6 +209,6 @@ def test_requeued_batches_go_first_in_append_order() -> None:
     acc.requeue_first([b2, b0])
     acc.requeue_first([b1])
     assert [b.body for b in drain(acc)] == [b"1", b"0", b"2"]
-    close = acc.enqueue_close(b"")
+    close = acc.enqueue_close(None)
     assert (close.close, close.item_count) == (True, 0)
     assert acc.pending == 4  # a close request is not an item

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from durable_streams import (
     ProducerBufferFullError,
     ProducerError,
     ProducerFlushError,
+    ProducerIdentityError,
     ProducerStats,
     RetryPolicy,
     ServerError,
@@ -109,6 +111,7 @@ async def handle() -> AsyncIterator[StreamHandle]:
         ({"epoch": -1}, "epoch"),
         ({"epoch": True}, "epoch"),
         ({"epoch": 2**53}, "epoch"),
+        ({"epoch": "latest"}, "epoch"),
         ({"max_batch_bytes": 0}, "max_batch_bytes"),
         ({"max_batch_bytes": 1.5}, "max_batch_bytes"),
         ({"max_batch_items": 0}, "max_batch_items"),
@@ -289,13 +292,14 @@ async def test_requests_carry_producer_user_and_protocol_headers(server: Server)
 
 
 async def test_send_returns_the_ack_and_204_is_a_duplicate(
-    server: Server, handle: StreamHandle
+    server: Server, handle: StreamHandle, slept: list[float]
 ) -> None:
     server.script = [
         accepted,
+        status(503),  # the outcome is unknown: the resend may find it stored
         status(204, **{"producer-epoch": "0", "producer-seq": "1"}),
     ]
-    async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0) as producer:
         first = await producer.send(1)
         second = await producer.send(2)
     assert (first.offset, first.duplicate, first.epoch, first.seq) == (
@@ -306,6 +310,119 @@ async def test_send_returns_the_ack_and_204_is_a_duplicate(
     )
     assert (second.offset, second.duplicate, second.seq) == (None, True, 1)
     assert producer.stats.duplicate_batches == 1
+    assert (producer.stats.stored_messages, producer.stats.duplicate_messages) == (1, 1)
+
+
+async def test_a_204_to_a_first_attempt_is_an_identity_conflict_not_a_duplicate(
+    server: Server, handle: StreamHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another incarnation already holds (0, 0): this batch was not stored.
+    server.script = [status(204, **{"producer-epoch": "0", "producer-seq": "41"})]
+    with caplog.at_level(logging.WARNING, logger="durable_streams"):
+        async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0) as producer:
+            with pytest.raises(ProducerIdentityError, match="one live writer") as raised:
+                await producer.send(1)
+            assert (raised.value.epoch, raised.value.seq) == (0, 0)
+            with pytest.raises(ProducerIdentityError):
+                producer.append(2)  # nothing more is sent under a shared identity
+            stats = producer.stats
+    assert (stats.acked_messages, stats.duplicate_messages, stats.failed_messages) == (0, 0, 1)
+    assert stats.identity_conflicts == 1
+    assert len(server.requests) == 1
+    assert "identity conflict" in caplog.text
+
+
+async def test_a_replaying_producer_takes_a_204_to_a_first_attempt_as_a_duplicate(
+    server: Server, handle: StreamHandle
+) -> None:
+    # identity="replay": this run re-sends what an earlier run stored under epoch 0.
+    server.script = [
+        status(204, **{"producer-epoch": "0", "producer-seq": "0"}),
+        status(204, **{"producer-epoch": "0", "producer-seq": "3"}),
+    ]
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0, identity="replay") as producer:
+        first = await producer.send(1)
+        second = await producer.send(2)
+    assert (first.duplicate, first.seq, second.duplicate, second.seq) == (True, 0, True, 1)
+    stats = producer.stats
+    assert (stats.duplicate_messages, stats.failed_messages, stats.identity_conflicts) == (2, 0, 0)
+
+
+async def test_identity_is_exclusive_or_replay(handle: StreamHandle) -> None:
+    with pytest.raises(InvalidArgumentError, match="identity"):
+        IdempotentProducer(handle, "p", identity="shared")  # type: ignore[arg-type]
+
+
+async def test_a_204_to_a_first_attempt_with_auto_claim_moves_to_a_fresh_epoch(
+    server: Server, handle: StreamHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script = [status(204, **{"producer-epoch": "0", "producer-seq": "41"})]
+    with caplog.at_level(logging.INFO, logger="durable_streams"):
+        async with IdempotentProducer(handle, "p", epoch=0, auto_claim=True) as producer:
+            producer.append(1)
+            ack = await producer.send(2)
+    assert (ack.epoch, ack.seq, ack.duplicate) == (1, 0, False)
+    assert server.tuples() == [(0, 0), (1, 0)]
+    assert producer.stats.stored_messages == 2
+    assert producer.stats.acked_messages == 2
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "epoch 0 -> 1 (claimed after an identity conflict)" in caplog.records[1].message
+
+
+async def test_a_seq_echo_beyond_what_was_sent_is_an_identity_conflict(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    # A resend after an ambiguous failure may be a real duplicate, but the server
+    # holds seq 9 of this epoch and this producer only ever sent seq 0.
+    server.script = [status(500), status(204, **{"producer-epoch": "0", "producer-seq": "9"})]
+    async with IdempotentProducer(handle, "p", epoch=0) as producer:
+        with pytest.raises(ProducerIdentityError, match="beyond"):
+            await producer.send(1)
+
+
+async def test_a_200_whose_seq_echo_differs_is_stored_but_stops_the_producer(
+    server: Server, handle: StreamHandle
+) -> None:
+    def echo_other_seq(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"producer-epoch": "0", "producer-seq": "3"})
+
+    server.script = [echo_other_seq]
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0) as producer:
+        ack = await producer.send(1)  # the server said it stored it: acknowledged
+        assert not ack.duplicate
+        with pytest.raises(ProducerIdentityError, match="echoed seq 3"):
+            producer.append(2)
+        assert producer.stats.identity_conflicts == 1
+
+
+async def test_a_403_after_writing_with_auto_claim_stops_instead_of_fighting(
+    server: Server, handle: StreamHandle
+) -> None:
+    server.script = [accepted, status(403, **{"producer-epoch": "5"})]
+    async with IdempotentProducer(handle, "p", epoch=0, auto_claim=True, linger_ms=0) as producer:
+        await producer.send(1)
+        with pytest.raises(ProducerIdentityError) as raised:
+            await producer.send(2)  # a newer writer took over: this one is the zombie
+        assert isinstance(raised.value.__cause__, StaleEpochError)
+    assert server.tuples() == [(0, 0), (0, 1)]
+
+
+async def test_claims_before_the_first_ack_are_bounded(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    server.script = [status(403, **{"producer-epoch": str(n)}) for n in (5, 6, 7, 8, 9)]
+    async with IdempotentProducer(handle, "p", epoch=0, auto_claim=True) as producer:
+        with pytest.raises(ProducerIdentityError, match="still contested"):
+            await producer.send(1)
+    assert server.tuples() == [(0, 0), (6, 0), (7, 0), (8, 0)]
+    assert slept == [0.05, 0.1]  # a growing pause before the 2nd and 3rd claims
+
+
+def test_the_auto_epoch_is_the_clock_in_ms_and_grows_within_a_process() -> None:
+    before = time.time_ns() // 1_000_000
+    first = IdempotentProducer(StreamHandle(URL), "p")
+    second = IdempotentProducer(StreamHandle(URL), "p")
+    assert before <= first.epoch < second.epoch <= 2**53 - 1
 
 
 # -- retries -------------------------------------------------------------------------------------
@@ -316,7 +433,7 @@ async def test_retry_resends_the_same_tuple_and_body_after_retry_after(
 ) -> None:
     server.script = [status(503, **{"retry-after": "2"}), status(500)]
     policy = RetryPolicy(initial_delay=0.01, max_delay=0.05)
-    async with IdempotentProducer(handle, "p", retry=policy) as producer:
+    async with IdempotentProducer(handle, "p", epoch=0, retry=policy) as producer:
         producer.append({"a": 1})
         producer.append({"b": 2})
         await producer.flush()
@@ -336,6 +453,7 @@ async def test_a_batch_that_fails_for_good_is_reported_and_the_next_one_moves_on
     async with IdempotentProducer(
         handle,
         "p",
+        epoch=0,
         retry=policy,
         on_error=lambda error, failure: reported.append((error, failure)),
     ) as producer:
@@ -399,9 +517,9 @@ async def test_flush_lists_a_failed_batch_that_also_held_fire_and_forget_items(
 ) -> None:
     server.script = [status(400)]
     async with IdempotentProducer(handle, "p", linger_ms=20) as producer:
-        producer.append(b"unawaited")  # no await before send(): both wait in one open batch
+        producer.append(b'"unawaited"')  # no await before send(): both wait in one open batch
         with pytest.raises(BadRequestError):
-            await producer.send(b"awaited")  # same batch: the flush below still lists it
+            await producer.send(b'"awaited"')  # same batch: the flush below still lists it
         with pytest.raises(ProducerFlushError) as raised:
             await producer.flush()
         [failure] = raised.value.failures
@@ -446,7 +564,7 @@ async def test_auto_claim_moves_to_the_server_epoch_plus_one(
     server: Server, handle: StreamHandle
 ) -> None:
     server.script = [status(403, **{"producer-epoch": "7"})]
-    async with IdempotentProducer(handle, "p", auto_claim=True) as producer:
+    async with IdempotentProducer(handle, "p", epoch=0, auto_claim=True) as producer:
         ack = await producer.send(1)
     assert (ack.epoch, ack.seq) == (8, 0)
     assert server.tuples() == [(0, 0), (8, 0)]
@@ -458,7 +576,7 @@ async def test_a_gap_with_nothing_earlier_pending_starts_a_new_epoch(
 ) -> None:
     gap = status(409, **{"producer-expected-seq": "0", "producer-received-seq": "1"})
     server.script = [accepted, gap, gap]  # the server forgot the producer after seq 0
-    async with IdempotentProducer(handle, "p", linger_ms=0) as producer:
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=0) as producer:
         await producer.send(1)
         ack = await producer.send(2)
         assert producer.stats.sequence_gaps == 2

@@ -221,7 +221,8 @@ def test_cached_producers_stop_in_any_order(conformance_server: ReferenceServer)
         reply = ok(client, {"type": "read", "path": second})
         assert (reply["chunks"][0]["data"], reply["streamClosed"]) == ("abc", True)
         # A new producer for the detached one restarts at seq 0 of epoch 0: the server has
-        # that seq already, so the data is dropped as a duplicate, and the SDK says so.
+        # that seq already. The adapter's producers replay (the suite re-sends batches under
+        # the epochs it names), so the SDK reports the duplicate.
         again = {"type": "idempotent-append", "path": first, "producerId": "p", "data": "x"}
         assert ok(client, again)["duplicate"] is True
     finally:

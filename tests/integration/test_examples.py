@@ -1,8 +1,9 @@
 """The examples run against the reference server and do what they print.
 
 ``examples/quickstart.py`` resumes a live read with no gap and no duplicate;
-``examples/event_producer.py`` stores every event it produced and stops cleanly;
-``examples/resumable_worker.py`` bills each order once across runs.
+``examples/event_producer.py`` stores every event it produced, stops cleanly, and
+is safe to restart on the same stream; ``examples/resumable_worker.py`` bills
+each order once across runs.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ async def test_the_example_stores_every_event_it_produced(stream_url: str) -> No
         sent = await example.run_service(stream_url, stop=anyio.Event(), max_events=300)
     assert sent == 300
     assert await stored_ticks(stream_url) == list(range(300))
+
+
+async def test_the_example_is_safe_to_restart_on_one_stream(stream_url: str) -> None:
+    example = load_example("event_producer")
+    for _ in range(2):  # a restarted service: same producer id, same stream
+        with anyio.fail_after(20):
+            sent = await example.run_service(stream_url, stop=anyio.Event(), max_events=300)
+        assert sent == 300
+    assert await stored_ticks(stream_url) == list(range(300)) * 2  # both runs, each once
 
 
 async def test_stopping_the_example_flushes_what_is_pending(stream_url: str) -> None:

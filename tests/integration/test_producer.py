@@ -17,6 +17,7 @@ from durable_streams import (
     ProducerBufferFullError,
     ProducerClosedError,
     ProducerFlushError,
+    ProducerIdentityError,
     StaleEpochError,
     StreamClosedError,
     StreamHandle,
@@ -92,7 +93,7 @@ async def test_batches_are_cut_at_max_batch_items(json_handle: StreamHandle) -> 
 
 
 async def test_linger_sends_a_batch_without_flush(handle: StreamHandle) -> None:
-    async with IdempotentProducer(handle, "p", linger_ms=20) as producer:
+    async with IdempotentProducer(handle, "p", epoch=0, linger_ms=20) as producer:
         producer.append(b"a")
         producer.append(b"b")
         with anyio.fail_after(5):
@@ -120,7 +121,7 @@ async def test_pipelined_batches_resolve_sequence_gaps(
     json_handle: StreamHandle, faults: ReferenceServer
 ) -> None:
     async with IdempotentProducer(
-        json_handle, "p", max_in_flight=5, max_batch_items=1, linger_ms=0
+        json_handle, "p", epoch=0, max_in_flight=5, max_batch_items=1, linger_ms=0
     ) as producer:
         await producer.send(0)  # seq 0 establishes the epoch; then pipelining starts
         # Hold back the next request to arrive: the ones behind it overtake it and get 409.
@@ -175,7 +176,7 @@ async def test_a_rejected_batch_fails_alone_and_later_ones_land_in_order(
     json_handle: StreamHandle,
 ) -> None:
     async with IdempotentProducer(
-        json_handle, "p", max_in_flight=3, max_batch_items=1, linger_ms=10_000
+        json_handle, "p", epoch=0, max_in_flight=3, max_batch_items=1, linger_ms=10_000
     ) as producer:
         await producer.send(0)
         for n in range(1, 5):
@@ -215,7 +216,7 @@ async def _server_append(url: str, epoch: int, data: bytes) -> None:
 async def test_auto_claim_takes_the_next_epoch(handle: StreamHandle) -> None:
     await _server_append(handle.url, 5, b"five|")
     async with IdempotentProducer(
-        handle, "p", auto_claim=True, max_in_flight=3, max_batch_items=1
+        handle, "p", epoch=0, auto_claim=True, max_in_flight=3, max_batch_items=1
     ) as producer:
         for n in range(6):
             producer.append(f"{n}|")
@@ -232,7 +233,7 @@ async def test_stale_epoch_without_auto_claim_fails_every_batch(handle: StreamHa
     async def on_error(error: DurableStreamError, failure: BatchFailure) -> None:
         reported.append(failure)
 
-    producer = IdempotentProducer(handle, "p", max_batch_items=1, on_error=on_error)
+    producer = IdempotentProducer(handle, "p", epoch=0, max_batch_items=1, on_error=on_error)
     await producer.start()
     with pytest.raises(StaleEpochError) as raised:
         await producer.send(b"first")
@@ -261,13 +262,30 @@ async def test_restart_moves_to_the_next_epoch(handle: StreamHandle) -> None:
     assert (await read_stream(handle.url))[0] == b"ab"
 
 
-async def test_reusing_a_tuple_is_deduplicated(handle: StreamHandle) -> None:
-    for _ in range(2):  # a new producer each time: same id, epoch, seq 0 and body
+async def test_a_second_producer_in_the_same_epoch_is_an_error_not_a_silent_duplicate(
+    handle: StreamHandle,
+) -> None:
+    async with IdempotentProducer(handle, "p", epoch=0) as producer:
+        await producer.send(b"first|")
+    # A new producer with the same id and epoch: the server holds (0, 0) already.
+    async with IdempotentProducer(handle, "p", epoch=0) as producer:
+        with pytest.raises(ProducerIdentityError, match="not stored"):
+            await producer.send(b"second|")
+    assert (await read_stream(handle.url))[0] == b"first|"
+    # With auto_claim it takes the next epoch and the item lands, once.
+    async with IdempotentProducer(handle, "p", epoch=0, auto_claim=True) as producer:
+        ack = await producer.send(b"third|")
+    assert (ack.epoch, ack.seq, ack.duplicate) == (1, 0, False)
+    assert (await read_stream(handle.url))[0] == b"first|third|"
+
+
+async def test_producers_with_the_default_epoch_never_collide(handle: StreamHandle) -> None:
+    for _ in range(3):  # a new producer each time: same id, same first body
         async with IdempotentProducer(handle, "p") as producer:
-            ack = await producer.send(b"once")
-    assert ack.duplicate
-    assert ack.offset is None
-    assert (await read_stream(handle.url))[0] == b"once"
+            ack = await producer.send(b"once|")
+        assert not ack.duplicate
+        assert producer.stats.stored_messages == 1
+    assert (await read_stream(handle.url))[0] == b"once|" * 3
 
 
 # -- detach and close -------------------------------------------------------------------------

@@ -128,6 +128,7 @@ async def _produce(
     async with IdempotentProducer(
         handle, "fault-test", max_in_flight=5, max_batch_items=50, retry=policy
     ) as producer:
+        first_epoch = producer.epoch
         with anyio.fail_after(60):
             for phase, fault in enumerate(PHASES):
                 faults.clear_faults()
@@ -153,4 +154,7 @@ async def _produce(
         assert producer.stats.failed_batches == 0
         assert producer.stats.retries > 0
         assert producer.stats.duplicate_batches > 0  # lost responses were retried
-        assert producer.epoch == 0
+        assert producer.epoch == first_epoch
+        assert producer.stats.identity_conflicts == 0
+        stats = producer.stats
+        assert stats.stored_messages + stats.duplicate_messages == MESSAGES

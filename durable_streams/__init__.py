@@ -13,10 +13,10 @@ Example::
 """
 
 from ._api import append, close, create, delete, head, stream
-from ._append import AppendRetry
 from ._errors import (
     AppendOutcomeUnknownError,
     BadRequestError,
+    BatchFailure,
     ConflictError,
     DurableStreamError,
     EmptyAppendError,
@@ -51,19 +51,29 @@ from ._handle import DurableStream, StreamHandle
 from ._models import (
     AppendResult,
     Batch,
-    BatchFailure,
     CloseResult,
     ControlEvent,
     CreateResult,
-    RetryWith,
+    ProducerAck,
+    ProducerStats,
     StreamInfo,
 )
-from ._producer import IdempotentProducer, ProducerAck, ProducerOnError, ProducerStats
-from ._protocol import OFFSET_NOW, OFFSET_START, LiveMode
-from ._request import StreamRequest
-from ._response import StreamResponse
+from ._position import Position, PositionUnit
+from ._producer import IdempotentProducer
+from ._protocol import OFFSET_NOW, OFFSET_START
+from ._response import StreamRequest, StreamResponse
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, new_client
+from ._types import (
+    AppendRetry,
+    HeadersArg,
+    LiveMode,
+    OnError,
+    ParamsArg,
+    ProducerOnError,
+    RetryWith,
+    ValueSource,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -88,12 +98,17 @@ __all__ = [
     "GoneError",
     "IdempotentProducer",
     "InvalidArgumentError",
+    "HeadersArg",
     "InvalidOffsetError",
     "LiveMode",
     "NetworkError",
     "NotFoundError",
     "NotSupportedError",
+    "OnError",
+    "ParamsArg",
     "ParseError",
+    "Position",
+    "PositionUnit",
     "PayloadTooLargeError",
     "ProducerAck",
     "ProducerBufferFullError",
@@ -121,6 +136,7 @@ __all__ = [
     "UnauthorizedError",
     "UsageError",
     "ValidationError",
+    "ValueSource",
     "__version__",
     "append",
     "close",

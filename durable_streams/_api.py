@@ -13,11 +13,12 @@ import httpx
 
 from . import _protocol as p
 from ._handle import StreamHandle
-from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
-from ._request import StreamRequest, stream_request
+from ._options import check_content_type
+from ._response import StreamRequest, stream_request
 from ._retry import RetryPolicy
-from ._transport import HeadersArg, ParamsArg
+from ._transport import Transport
+from ._types import HeadersArg, LiveMode, OnError, ParamsArg
 
 __all__ = ["append", "close", "create", "delete", "head", "stream"]
 
@@ -154,7 +155,7 @@ def stream(
     url: str,
     *,
     offset: str | int = p.OFFSET_START,
-    live: p.LiveMode = False,
+    live: LiveMode = False,
     client: httpx.AsyncClient | None = None,
     content_type: str | None = None,
     headers: HeadersArg = None,
@@ -174,15 +175,17 @@ def stream(
             async for item in res.iter_json():
                 print(item)
     """
-    handle = _handle(url, client, headers, params, timeout, retry, content_type)
+    transport = Transport(
+        url, client=client, headers=headers, params=params, timeout=timeout, retry=retry
+    )
     return stream_request(
-        handle._transport,
+        transport,
         offset=offset,
         live=live,
         headers=None,
         params=None,
         on_error=on_error,
-        content_type=content_type,
+        content_type=check_content_type(content_type),
         etags=None,
         owns_transport=True,
     )

@@ -10,7 +10,6 @@ are retried; any other raises :class:`AppendOutcomeUnknownError`.
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import httpx
 
@@ -28,18 +27,10 @@ from ._models import AppendResult
 from ._options import format_seq
 from ._redact import redact_url
 from ._retry import Backoff, is_retryable
-from ._transport import HeadersArg, ParamsArg, Transport, response_flag
+from ._transport import Transport, response_flag
+from ._types import AppendRetry, HeadersArg, ParamsArg
 
-__all__ = ["AppendRetry", "post_append", "proves_not_applied"]
-
-AppendRetry = Literal["safe", "at-least-once"]
-"""When a plain append (no producer headers) is retried.
-
-``"safe"`` (default): only when the failure proves nothing was written
-(connection refused, 429, 503); any other failure raises
-:class:`AppendOutcomeUnknownError`. ``"at-least-once"``: on every retryable
-failure, accepting that a retry may store the data twice.
-"""
+__all__ = ["post_append", "proves_not_applied"]
 
 
 async def post_append(

@@ -30,7 +30,7 @@ import inspect
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -40,21 +40,24 @@ from . import _protocol as p
 from ._batch import Batch, Waiter
 from ._codec import join_items
 from ._delivery import deliver
-from ._errors import DurableStreamError, EmptyAppendError, ProducerBufferFullError, ProducerError
-from ._models import BatchFailure, ProducerAck, ProducerStats
+from ._errors import (
+    BatchFailure,
+    DurableStreamError,
+    EmptyAppendError,
+    ProducerBufferFullError,
+    ProducerError,
+)
+from ._models import ProducerAck, ProducerStats
 from ._retry import RetryPolicy
-from ._transport import HeadersArg, ParamsArg, Transport
+from ._transport import Transport
+from ._types import HeadersArg, ParamsArg, ProducerOnError
 
-__all__ = ["Batcher", "ProducerOnError"]
+__all__ = ["Batcher"]
 
 logger = logging.getLogger("durable_streams")
 
 #: Gap-free batches after which the pipeline may grow by one again.
 GROW_AFTER = 16
-
-ProducerOnError = Callable[[DurableStreamError, BatchFailure], "Awaitable[None] | None"]
-"""``on_error(error, failure)``: called once for every batch that failed for good
-(sync or async; an exception it raises is logged and ignored)."""
 
 
 class Batcher:

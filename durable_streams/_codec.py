@@ -88,15 +88,16 @@ def join_items(messages: Iterable[bytes], *, json_mode: bool) -> bytes:
     return json_array(messages) if json_mode else b"".join(messages)
 
 
-def loads_json(data: bytes) -> Any:
-    """Parse JSON text that must be UTF-8; every failure is a ``ValueError``.
+def loads_json(data: bytes | str) -> Any:
+    """Parse JSON text (bytes must be UTF-8); every failure is a ``ValueError``.
 
-    Unlike ``json.loads(bytes)`` it never guesses UTF-16/32 or lets lone
-    surrogates through, and a value nested too deeply for the parser raises
+    The one JSON decoder of read paths (HTTP bodies and SSE events). Unlike
+    ``json.loads(bytes)`` it never guesses UTF-16/32 or lets lone surrogates
+    through, and a value nested too deeply for the parser raises
     ``ValueError`` instead of ``RecursionError``.
     """
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

@@ -37,7 +37,7 @@ excerpt::
     └── ProducerError
         ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
         ├── ProducerClosedError             (used after close/detach)
-        └── ProducerFlushError              (``failures``: the batches that failed)
+        └── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
 
 ``StreamClosedError`` is raised for writes to a closed stream; a reader reaching
 the end of a closed stream simply stops (that is EOF, not an error).
@@ -48,16 +48,14 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
 from . import _protocol as p
 from ._redact import excerpt, redact_headers, redact_url
-
-if TYPE_CHECKING:
-    from ._models import BatchFailure
 
 __all__ = [
     "AppendOutcomeUnknownError",
@@ -333,6 +331,17 @@ class ProducerClosedError(ProducerError):
     """The producer was closed or detached and takes no more items."""
 
 
+@dataclass(frozen=True)
+class BatchFailure:
+    """A producer batch that failed for good, as reported by ``on_error`` and flush errors."""
+
+    epoch: int
+    seq: int
+    item_count: int
+    byte_count: int
+    error: DurableStreamError
+
+
 class ProducerFlushError(ProducerError):
     """One or more batches failed for good. ``failures`` lists them with their errors."""
 
@@ -404,7 +413,10 @@ def error_for_response(
     status = response.status_code
     headers = response.headers
     text = excerpt(body.decode("utf-8", "replace")) if body else None
-    url = response._request.url if response._request is not None else None
+    try:
+        url: httpx.URL | None = response.request.url
+    except RuntimeError:  # a response built without its request
+        url = None
     where = redact_url(url) if url is not None else "the stream"
     description = _DESCRIPTIONS.get(status) or (
         "server error" if status >= 500 else "unexpected status"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from . import _protocol as p
-from ._append import AppendRetry, post_append, proves_not_applied
+from ._append import post_append, proves_not_applied
 from ._codec import encode_item, join_items
 from ._errors import (
     DurableStreamError,
@@ -19,18 +19,14 @@ from ._errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from ._live import OnError
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type, create_headers, parse_expires_at
+from ._read_loop import EtagCache
 from ._redact import redact_url
-from ._request import StreamRequest, stream_request
+from ._response import StreamRequest, stream_request
 from ._retry import RetryPolicy, call_with_retry
-from ._transport import (
-    HeadersArg,
-    ParamsArg,
-    Transport,
-    response_flag,
-)
+from ._transport import Transport, response_flag
+from ._types import AppendRetry, HeadersArg, LiveMode, OnError, ParamsArg
 
 __all__ = ["DurableStream", "StreamHandle"]
 
@@ -84,14 +80,7 @@ class StreamHandle:
         )
         self._content_type = check_content_type(content_type)
         self._append_retry: AppendRetry = append_retry
-
-    @classmethod
-    def _from_transport(cls, transport: Transport, content_type: str | None) -> StreamHandle:
-        handle = cls.__new__(cls)
-        handle._transport = transport
-        handle._content_type = content_type
-        handle._append_retry = "safe"
-        return handle
+        self._etags = EtagCache()  # of this handle's reads, so a repeated catch-up can get a 304
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -334,7 +323,7 @@ class StreamHandle:
     def stream(
         self,
         offset: str | int = p.OFFSET_START,
-        live: p.LiveMode = False,
+        live: LiveMode = False,
         *,
         headers: HeadersArg = None,
         params: ParamsArg = None,
@@ -372,7 +361,7 @@ class StreamHandle:
             params=params,
             on_error=on_error,
             content_type=self._content_type,
-            etags=self.__dict__.setdefault("_read_etags", {}),
+            etags=self._etags,
             owns_transport=False,
         )
 

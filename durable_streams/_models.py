@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import ParseError, UsageError
 from ._redact import excerpt
 
-if TYPE_CHECKING:
-    from ._errors import DurableStreamError
-    from ._transport import ValueSource
-
 __all__ = [
     "AppendResult",
     "Batch",
-    "BatchFailure",
     "CloseResult",
     "ControlEvent",
     "CreateResult",
     "ProducerAck",
     "ProducerStats",
-    "RetryWith",
     "StreamInfo",
 ]
 
@@ -98,17 +91,6 @@ class ControlEvent(BaseModel):
     closed: bool = Field(default=False, alias="streamClosed")
 
 
-@dataclass(frozen=True)
-class BatchFailure:
-    """A producer batch that failed for good, as reported by ``on_error`` and flush errors."""
-
-    epoch: int
-    seq: int
-    item_count: int
-    byte_count: int
-    error: DurableStreamError
-
-
 class ProducerAck(_Result):
     """Acknowledgement of one item sent with :meth:`IdempotentProducer.send`.
 
@@ -145,33 +127,6 @@ class ProducerStats:
     retries: int  #: requests sent again after a network error, timeout, 5xx or 429
     sequence_gaps: int  #: 409 gap answers absorbed (a later batch overtook an earlier one)
     epoch_changes: int  #: moves to a new epoch (auto-claim, recovery, restart)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryWith:
-    """Returned from an ``on_error`` hook: retry with these headers/params merged in.
-
-    They apply to every later request of the read session (e.g. a refreshed
-    token after a 401).
-
-    Example::
-
-        async def refresh(error: DurableStreamError) -> RetryWith | None:
-            if isinstance(error, UnauthorizedError):
-                return RetryWith(headers={"authorization": f"Bearer {await new_token()}"})
-            return None  # retry as the policy says
-
-        res = await handle.stream(offset=saved, live="auto", on_error=refresh)
-    """
-
-    headers: Mapping[str, ValueSource] | None = None
-    params: Mapping[str, ValueSource] | None = None
-
-    def __repr__(self) -> str:
-        # Names only: the values are typically fresh credentials.
-        headers = sorted(self.headers or {})
-        params = sorted(self.params or {})
-        return f"RetryWith(headers={headers!r}, params={params!r})"
 
 
 class Batch:

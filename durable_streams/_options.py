@@ -8,16 +8,13 @@ Everything here runs before a request is built, so bad input becomes an
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import _protocol as p
 from ._errors import InvalidArgumentError
 from ._retry import RetryPolicy
-from ._transport import HeadersArg, ParamsArg, _Values, is_header_value
-
-if TYPE_CHECKING:
-    from ._batcher import ProducerOnError
+from ._transport import _Values, is_header_value
+from ._types import HeadersArg, ParamsArg, ProducerOnError
 
 __all__ = [
     "check_content_type",

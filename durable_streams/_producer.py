@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from . import _protocol as p
 from ._batch import Waiter
-from ._batcher import Batcher, ProducerOnError
+from ._batcher import Batcher
 from ._codec import encode_item, join_items
 from ._errors import (
     EmptyAppendError,
@@ -33,9 +33,9 @@ from ._models import CloseResult, ProducerAck, ProducerStats
 from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
-from ._transport import HeadersArg, ParamsArg
+from ._types import HeadersArg, ParamsArg, ProducerOnError
 
-__all__ = ["IdempotentProducer", "ProducerAck", "ProducerOnError", "ProducerStats"]
+__all__ = ["IdempotentProducer"]
 
 logger = logging.getLogger("durable_streams")
 

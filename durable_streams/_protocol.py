@@ -8,7 +8,7 @@ headers with a plain dict merge.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Final
 
 # Request and response headers.
 CONTENT_TYPE: Final = "content-type"
@@ -58,14 +58,6 @@ MAX_SAFE_INTEGER: Final = 2**53 - 1
 #: Largest single message a reader holds in memory (one SSE event, one JSON item
 #: parsed from a streamed body); a server sending more gets a ParseError.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
-
-LiveMode = Literal[False, True, "long-poll", "sse", "auto"]
-"""How a read continues once it is caught up.
-
-``False``: stop at up-to-date. ``"long-poll"`` / ``"sse"``: that transport.
-``True``: long-poll. ``"auto"``: SSE, falling back to long-poll when SSE
-connections keep ending early (as buffering proxies make them do).
-"""
 
 
 def media_type(content_type: str | None) -> str:

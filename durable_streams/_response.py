@@ -1,4 +1,8 @@
-"""``StreamResponse``: one read session, and the ways to consume it.
+"""Reading: ``StreamRequest`` (what ``handle.stream()`` returns) and ``StreamResponse``.
+
+A :class:`StreamRequest` is awaited (send the first request, get the
+:class:`StreamResponse`) or used with ``async with`` (the same, and the
+response is closed on exit).
 
 A response is consumed exactly once: ``async for batch in res``, one of the
 ``iter_*`` methods, one of the accumulating methods (``body``/``text``/``json``)
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import codecs
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -23,16 +27,17 @@ import anyio
 import httpx
 import pydantic
 
-from . import _protocol as p
 from ._codec import loads_json
 from ._errors import ParseError, UsageError, ValidationError
-from ._live import ReadLoop
 from ._models import Batch
+from ._position import ReadPosition
+from ._read_loop import BodyMode, EtagCache, ReadLoop
 from ._redact import excerpt, redact_url
 from ._transport import Transport
+from ._types import HeadersArg, LiveMode, OnError, ParamsArg
 from ._units import Unit
 
-__all__ = ["StreamResponse"]
+__all__ = ["StreamRequest", "StreamResponse", "stream_request"]
 
 T = TypeVar("T")
 
@@ -59,33 +64,30 @@ class StreamResponse:
         self._loop = loop
         self._owned = owned_transport
         self._consumer: str | None = None
-        self._closed_by_user = False
-        self._offset = loop.offset if loop.offset != p.OFFSET_NOW else p.OFFSET_NOW
-        self._cursor: str | None = None
-        self._up_to_date = False
-        self._closed = False
+        # What was handed out: its own copy, since the loop reads ahead of the consumer.
+        self._position = ReadPosition(offset=loop.offset)
 
     # -- state -----------------------------------------------------------------------------
 
     @property
     def offset(self) -> str:
         """Offset after the last batch handed to you: persist it to resume from there."""
-        return self._offset
+        return self._position.offset
 
     @property
     def cursor(self) -> str | None:
         """The latest ``Stream-Cursor`` handed out (echoed on live requests)."""
-        return self._cursor
+        return self._position.cursor
 
     @property
     def up_to_date(self) -> bool:
         """Whether the data handed out so far reached the stream's tail."""
-        return self._up_to_date
+        return self._position.up_to_date
 
     @property
     def closed(self) -> bool:
         """Whether the stream is closed and everything was handed out (EOF)."""
-        return self._closed
+        return self._position.closed
 
     @property
     def content_type(self) -> str | None:
@@ -108,12 +110,12 @@ class StreamResponse:
         return redact_url(self._loop.transport.url)
 
     @property
-    def live(self) -> p.LiveMode:
+    def live(self) -> LiveMode:
         """The live mode the session was opened with."""
         return self._loop.live
 
     def __repr__(self) -> str:
-        return f"StreamResponse({self.url!r}, offset={self._offset!r}, live={self.live!r})"
+        return f"StreamResponse({self.url!r}, offset={self.offset!r}, live={self.live!r})"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -123,11 +125,8 @@ class StreamResponse:
         May be called from another task: a read waiting for data then ends
         (its iteration stops without an error).
         """
-        self._loop.stop()
         with anyio.CancelScope(shield=True):
-            if self._loop._pending is not None:
-                await self._loop._pending.aclose()
-                self._loop._pending = None
+            await self._loop.aclose()
             if self._owned is not None:
                 owned, self._owned = self._owned, None
                 await owned.aclose()
@@ -153,42 +152,34 @@ class StreamResponse:
             )
         self._consumer = how
 
-    def _wanted(self, unit: Unit) -> bool:
+    def _wanted(self, end: ReadPosition, unit: Unit) -> bool:
         """Whether a complete unit is worth a batch: data, or news (caught up, closed)."""
-        return unit.has_data or unit.closed or (unit.up_to_date and not self._up_to_date)
+        return unit.has_data or end.closed or (end.up_to_date and not self._position.up_to_date)
 
-    def _commit(self, unit: Unit) -> None:
-        assert unit.next_offset is not None
-        self._offset = unit.next_offset
-        if unit.cursor is not None:
-            self._cursor = unit.cursor
-        self._up_to_date = unit.up_to_date
-        self._closed = unit.closed
-
-    def _batch(self, unit: Unit) -> Batch:
-        assert unit.next_offset is not None
+    def _batch(self, unit: Unit, after: ReadPosition) -> Batch:
+        """The batch of a complete unit, handed out at position ``after``."""
         return Batch(
             unit.data,
             unit.items,
-            offset=unit.next_offset,
-            cursor=unit.cursor if unit.cursor is not None else self._cursor,
-            up_to_date=unit.up_to_date,
-            closed=unit.closed,
+            offset=after.offset,
+            cursor=after.cursor,
+            up_to_date=after.up_to_date,
+            closed=after.closed,
             json_mode=self._loop.json_mode,
         )
 
     async def _batches(self, *, until_caught_up: bool = False) -> AsyncGenerator[Batch, None]:
         """Batches worth handing out; the state is committed just before each one."""
         try:
-            async with aclosing(self._loop.units(streamed=False)) as units:
+            async with aclosing(self._loop.units(BodyMode.WHOLE)) as units:
                 async for unit in units:
-                    if not self._wanted(unit):
-                        self._commit(unit)
+                    assert unit.end is not None  # whole bodies: every unit is complete
+                    wanted = self._wanted(unit.end, unit)
+                    self._position = self._position.advance(unit.end)
+                    if not wanted:
                         continue
-                    batch = self._batch(unit)
-                    self._commit(unit)
-                    yield batch
-                    if until_caught_up and (unit.up_to_date or unit.closed):
+                    yield self._batch(unit, self._position)
+                    if until_caught_up and (unit.end.up_to_date or unit.end.closed):
                         return
         finally:
             await self.aclose()
@@ -196,15 +187,18 @@ class StreamResponse:
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         """Body bytes as they arrive; the state moves with the last chunk of a response."""
         try:
-            async with aclosing(self._loop.units(streamed=True)) as units:
+            async with aclosing(self._loop.units(BodyMode.CHUNKS)) as units:
                 async for unit in units:
-                    if unit.next_offset is None:
+                    if unit.end is None:
                         yield unit.data or b""
                         continue
-                    wanted = unit.has_data
-                    self._commit(unit)
-                    if wanted:
-                        yield unit.data if unit.data is not None else self._batch(unit).data
+                    self._position = self._position.advance(unit.end)
+                    if unit.has_data:
+                        yield (
+                            unit.data
+                            if unit.data is not None
+                            else self._batch(unit, self._position).data
+                        )
         finally:
             await self.aclose()
 
@@ -255,8 +249,8 @@ class StreamResponse:
 
     def _not_utf8(self, exc: UnicodeDecodeError) -> ParseError:
         return ParseError(
-            f"stream data after offset {excerpt(self._offset)} is not valid UTF-8: {exc}",
-            offset=self._offset,
+            f"stream data after offset {excerpt(self.offset)} is not valid UTF-8: {exc}",
+            offset=self.offset,
             url=self._loop.transport.url,
         )
 
@@ -295,14 +289,14 @@ class StreamResponse:
     async def _items(self, adapter: pydantic.TypeAdapter[Any] | None) -> AsyncGenerator[Any, None]:
         try:
             # Large bodies are parsed as they arrive, a group of items at a time.
-            async with aclosing(self._loop.units(streamed=False, split_json=True)) as units:
+            async with aclosing(self._loop.units(BodyMode.JSON_ITEMS)) as units:
                 first = 0  # index in its response of the unit's first item
                 async for unit in units:
-                    partial = unit.next_offset is None  # a response's first groups: no offset
+                    partial = unit.end is None  # a response's first groups: no position
                     if partial or not unit.has_data:
                         items = unit.items or []
-                    else:
-                        items = self._batch(unit).items
+                    else:  # Batch.items refuses data that was not read as JSON
+                        items = self._batch(unit, self._position).items
                     if adapter is not None:
                         items = [
                             self._validate(adapter, item, first + i) for i, item in enumerate(items)
@@ -311,8 +305,8 @@ class StreamResponse:
                     # The offset moves just before the response's last item is handed out.
                     for item in items if partial else items[:-1]:
                         yield item
-                    if not partial:
-                        self._commit(unit)
+                    if unit.end is not None:
+                        self._position = self._position.advance(unit.end)
                         if items:
                             yield items[-1]
         finally:
@@ -323,9 +317,9 @@ class StreamResponse:
             return adapter.validate_python(item)
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"item {index} of the response read at offset {excerpt(self._offset)} does not "
+                f"item {index} of the response read at offset {excerpt(self.offset)} does not "
                 f"validate: {excerpt(str(exc), 500)}",
-                offset=self._offset,
+                offset=self.offset,
                 url=self._loop.transport.url,
             ) from exc
 
@@ -379,9 +373,8 @@ class StreamResponse:
         parts: list[bytes] = []
         async with aclosing(self._batches(until_caught_up=True)) as batches:
             async for batch in batches:
-                if batch._items is not None and not batch._items:
-                    continue
-                parts.append(batch.data)
+                if len(batch):  # an empty batch says "caught up" or "closed"
+                    parts.append(batch.data)
         if self._loop.json_mode:
             return _merge_json_arrays(parts)
         return b"".join(parts)
@@ -441,3 +434,77 @@ def _merge_json_arrays(arrays: list[bytes]) -> bytes:
     """Several JSON array texts as one array, without parsing them again."""
     inner = [body.strip()[1:-1].strip() for body in arrays]
     return b"[" + b",".join(part for part in inner if part) + b"]"
+
+
+class StreamRequest:
+    """What ``handle.stream(...)`` returns: await it, or use it with ``async with``.
+
+    Awaiting sends the first request (so a missing stream raises
+    :class:`NotFoundError` there) and returns the :class:`StreamResponse`; the
+    ``async with`` form also closes the response on exit.
+
+    Example::
+
+        res = await handle.stream(offset="-1")
+        async with handle.stream(offset="-1", live="auto") as res:
+            ...
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_response: Callable[[], Awaitable[StreamResponse]]) -> None:
+        self._open = open_response
+        self._response: StreamResponse | None = None
+
+    def __await__(self) -> Generator[Any, None, StreamResponse]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> StreamResponse:
+        self._response = await self._open()
+        return self._response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+def stream_request(
+    transport: Transport,
+    *,
+    offset: str | int,
+    live: LiveMode,
+    headers: HeadersArg,
+    params: ParamsArg,
+    on_error: OnError | None,
+    content_type: str | None,
+    etags: EtagCache | None,
+    owns_transport: bool,
+) -> StreamRequest:
+    """The awaitable/context manager behind ``handle.stream()`` and ``stream()``."""
+
+    async def open_response() -> StreamResponse:
+        try:
+            loop = ReadLoop(
+                transport,
+                offset=offset,
+                live=live,
+                headers=headers,
+                params=params,
+                on_error=on_error,
+                content_type=content_type,
+                etags=etags,
+            )
+            await loop.start()
+        except BaseException:
+            if owns_transport:
+                with anyio.CancelScope(shield=True):
+                    await transport.aclose()
+            raise
+        return StreamResponse(loop, owned_transport=transport if owns_transport else None)
+
+    return StreamRequest(open_response)

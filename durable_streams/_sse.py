@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-import pydantic_core
 
 from . import _protocol as p
+from ._codec import loads_json
 from ._errors import InvalidArgumentError, ParseError
 from ._models import ControlEvent
 from ._redact import excerpt
@@ -321,7 +321,7 @@ def parse_json_data(data: str, *, offset: str | None = None) -> list[Any]:
         parse_json_data('[{"a":1},\\n[2,3]]')   # [{"a": 1}, [2, 3]]
     """
     try:
-        value = pydantic_core.from_json(data)
+        value = loads_json(data)
     except ValueError as exc:
         raise ParseError(
             f"invalid JSON in SSE data event{_where(offset)}: {excerpt(str(exc))}",

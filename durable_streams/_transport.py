@@ -3,18 +3,21 @@
 A :class:`Transport` is one stream URL plus everything needed to send requests
 to it: the pooled ``httpx.AsyncClient``, user headers and query parameters
 (static or callables evaluated on every request), timeouts and the retry
-policy. It turns httpx failures into the SDK's typed errors, so nothing above
-it ever sees an httpx exception.
+policy. This module also reads response bodies (whole, capped, or chunk by
+chunk) and releases responses. It is the only layer that sees httpx
+exceptions: it turns them into the SDK's typed errors.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TypeAlias
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+import anyio
 import httpx
 
 from . import _protocol as p
@@ -26,26 +29,27 @@ from ._errors import (
 )
 from ._redact import SENDING, redact_url
 from ._retry import RetryPolicy
+from ._types import HeadersArg, ParamsArg, ValueSource
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
-    "HeadersArg",
-    "ParamsArg",
+    "Interruptible",
     "Transport",
-    "ValueSource",
+    "error_body",
+    "iter_body",
     "new_client",
+    "read_body",
+    "release",
 ]
 
 #: Bodies of non-streamed responses (writes, HEAD, errors) are cut after this many bytes.
 MAX_BUFFERED_BODY = 1024 * 1024
+#: Bytes of an error response read for the error message.
+ERROR_BODY_BYTES = 4096
 
-ValueSource: TypeAlias = "str | Callable[[], str] | Callable[[], Awaitable[str]]"
-"""A header or parameter value: a string, or a sync/async callable returning one,
-called on every request (for tokens that refresh)."""
-
-HeadersArg: TypeAlias = "Mapping[str, ValueSource] | None"
-ParamsArg: TypeAlias = "Mapping[str, ValueSource] | None"
+Interruptible: TypeAlias = Callable[[], AbstractContextManager[None]]
+"""Wraps each network wait, so a reader can be ended from another task."""
 
 #: Finite connect/write/pool timeouts; the read timeout outlasts a server's
 #: long-poll (30 s on the reference server) and SSE keep-alives (30 s) with margin.
@@ -218,15 +222,6 @@ class Transport:
         self.owns_client = client is None
         self.client = client if client is not None else new_client(self.timeout)
 
-    def with_url(self, url: str) -> Transport:
-        """A transport for another stream sharing this one's client and settings."""
-        clone = Transport.__new__(Transport)
-        for name in Transport.__slots__:
-            setattr(clone, name, getattr(self, name))
-        clone._set_url(*check_url(url))
-        clone.owns_client = False
-        return clone
-
     def _set_url(self, url: str, parsed: httpx.URL) -> None:
         parts = urlsplit(url)
         self.url = url
@@ -317,9 +312,15 @@ class Transport:
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, operation=operation, url=request.url) from exc
         # A hostile server cannot make a write-path response use unbounded memory: these
-        # responses carry no data, and error bodies are only excerpted.
-        response._content = body
-        return response
+        # responses carry no data, and error bodies are only excerpted. The capped body
+        # becomes the content of an equivalent, fully read response.
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=body,
+            request=request,
+            extensions=response.extensions,
+        )
 
     async def request(
         self,
@@ -359,6 +360,60 @@ class Transport:
         """Close the HTTP client if this transport created it."""
         if self.owns_client:
             await self.client.aclose()
+
+
+# -- response bodies ------------------------------------------------------------------------
+
+
+async def iter_body(
+    response: httpx.Response, operation: str, interruptible: Interruptible
+) -> AsyncGenerator[bytes, None]:
+    """The decoded body chunk by chunk, with httpx failures turned into typed (retryable) errors."""
+    chunks = response.aiter_bytes()
+    while True:
+        try:
+            with interruptible():
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+        yield chunk
+
+
+async def read_body(
+    response: httpx.Response, operation: str, interruptible: Interruptible
+) -> bytes:
+    """The whole body, with httpx failures turned into typed (retryable) errors."""
+    try:
+        with interruptible():
+            return await response.aread()
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+
+
+async def error_body(response: httpx.Response) -> bytes:
+    """The start of an error response's body (enough for the message), then release it."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= ERROR_BODY_BYTES:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass  # what arrived is enough for the message
+    finally:
+        await release(response)
+    return b"".join(parts)[:ERROR_BODY_BYTES]
+
+
+async def release(response: httpx.Response) -> None:
+    """Close ``response``, giving its connection back to the pool."""
+    # Shielded: a cancelled reader must still give its connection back.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:

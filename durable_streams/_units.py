@@ -2,66 +2,55 @@
 
 A unit is the data of one catch-up or long-poll response, or of one SSE
 data+control group, with the offset to resume from. The read loop
-(``_live.py``) decides which request to send and how to move on from a unit;
-this module reads response bodies (httpx failures become typed errors),
-turns what they carry into units, and closes responses.
+(``_read_loop.py``) decides which request to send and how to move on from a
+unit; this module only decodes: response headers into read progress, bodies
+(whole, or chunks as they arrive) and SSE groups into units. It does no I/O:
+body chunks come from :mod:`._transport`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import AbstractContextManager
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
-import anyio
 import httpx
 
 from . import _protocol as p
 from ._codec import JsonArraySplitter, loads_json_array
-from ._errors import ParseError, ServerError, error_for_exception
+from ._errors import ParseError, ServerError
+from ._position import ReadPosition
 from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
 
 __all__ = [
-    "Interruptible",
     "Unit",
-    "body_chunks",
     "byte_groups",
     "check_progress",
-    "close",
-    "error_body",
-    "http_state",
     "invalid_json",
     "is_event_stream",
     "json_item_groups",
     "parse_json_body",
     "partial",
-    "read_body",
+    "response_end",
     "sse_unit",
 ]
 
-#: Bytes of an error response read for the error message.
-ERROR_BODY_BYTES = 4096
 
-Interruptible: TypeAlias = Callable[[], AbstractContextManager[None]]
-"""Wraps each network wait, so the read loop can end a read from another task."""
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Unit:
     """What one response (or one SSE data+control group) delivered.
 
-    ``next_offset`` is None for a partial chunk of a streamed body: the state
-    only advances with the last chunk of a response.
+    ``data`` holds the bytes (None when only ``items`` are known), ``items``
+    the messages of a JSON stream (None for byte and text streams, and for
+    JSON bodies handed out as bytes). ``end`` is where the read is after the
+    unit; it is None for a partial unit (part of a body handed out as it
+    arrives): only a response's last unit carries it.
     """
 
     data: bytes | None
     items: list[Any] | None
-    next_offset: str | None
-    cursor: str | None
-    up_to_date: bool
-    closed: bool
+    end: ReadPosition | None
 
     @property
     def has_data(self) -> bool:
@@ -78,41 +67,12 @@ class Unit:
 
 
 def partial(data: bytes | None = None, items: list[Any] | None = None) -> Unit:
-    """A unit of part of a response: no offset or state until the response ends."""
-    return Unit(data, items, None, None, False, False)
+    """A unit of part of a response: no position until the response ends."""
+    return Unit(data=data, items=items, end=None)
 
 
-async def body_chunks(
-    response: httpx.Response, operation: str, interruptible: Interruptible
-) -> AsyncGenerator[bytes, None]:
-    """The decoded body, with httpx failures turned into typed (retryable) errors."""
-    chunks = response.aiter_bytes()
-    while True:
-        try:
-            with interruptible():
-                chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            return
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
-        yield chunk
-
-
-async def read_body(
-    response: httpx.Response, operation: str, interruptible: Interruptible
-) -> bytes:
-    """The whole body, with httpx failures turned into typed (retryable) errors."""
-    try:
-        with interruptible():
-            return await response.aread()
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
-
-
-def http_state(
-    response: httpx.Response, *, offset: str, where: str
-) -> tuple[str, str | None, bool, bool]:
-    """``(next_offset, cursor, up_to_date, closed)`` from a catch-up/long-poll response."""
+def response_end(response: httpx.Response, *, offset: str, where: str) -> ReadPosition:
+    """Where a catch-up/long-poll response leaves the read, from its headers."""
     headers = response.headers
     next_offset = headers.get(p.STREAM_NEXT_OFFSET)
     if not next_offset:
@@ -123,13 +83,20 @@ def http_state(
             url=response.request.url,
         )
     closed = p.flag(headers.get(p.STREAM_CLOSED))
-    up_to_date = closed or p.flag(headers.get(p.STREAM_UP_TO_DATE))
-    return next_offset, headers.get(p.STREAM_CURSOR), up_to_date, closed
+    return ReadPosition(
+        offset=next_offset,
+        cursor=headers.get(p.STREAM_CURSOR),
+        up_to_date=closed or p.flag(headers.get(p.STREAM_UP_TO_DATE)),
+        closed=closed,
+    )
 
 
 def check_progress(unit: Unit, response: httpx.Response, *, offset: str, where: str) -> None:
     """Refuse "nothing, not caught up, same offset": a server answering that would spin us."""
-    if not unit.has_data and not unit.up_to_date and not unit.closed and unit.next_offset == offset:
+    end = unit.end
+    if end is None or unit.has_data or end.up_to_date or end.closed:
+        return
+    if end.offset == offset:
         raise ServerError(
             f"read from {where} made no progress at offset {excerpt(offset)}",
             status=response.status_code,
@@ -228,38 +195,14 @@ def sse_unit(
     else:
         data = "".join(pending).encode("utf-8")
         items = None
-    return Unit(
-        data,
-        items,
-        control.next_offset,
-        control.cursor,
-        control.up_to_date or control.closed,  # [ref] omits upToDate at EOF
-        control.closed,
+    end = ReadPosition(
+        offset=control.next_offset,
+        cursor=control.cursor,
+        up_to_date=control.up_to_date or control.closed,  # [ref] omits upToDate at EOF
+        closed=control.closed,
     )
+    return Unit(data=data, items=items, end=end)
 
 
 def is_event_stream(response: httpx.Response) -> bool:
     return p.media_type(response.headers.get(p.CONTENT_TYPE)) == p.EVENT_STREAM_MEDIA_TYPE
-
-
-async def error_body(response: httpx.Response) -> bytes:
-    """The start of an error response's body (enough for the message), then close it."""
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= ERROR_BODY_BYTES:
-                break
-    except (httpx.HTTPError, httpx.StreamError):
-        pass
-    finally:
-        await close(response)
-    return b"".join(parts)[:ERROR_BODY_BYTES]
-
-
-async def close(response: httpx.Response) -> None:
-    # Shielded: a cancelled reader must still give its connection back.
-    with anyio.CancelScope(shield=True):
-        await response.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,7 +21,14 @@ from durable_streams import (
     ServerError,
 )
 from durable_streams._protocol import header_int
-from durable_streams._transport import MAX_BUFFERED_BODY, Transport, response_flag
+from durable_streams._transport import (
+    ERROR_BODY_BYTES,
+    MAX_BUFFERED_BODY,
+    Transport,
+    error_body,
+    read_body,
+    response_flag,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -228,14 +236,9 @@ async def test_a_closed_client_gives_a_typed_error() -> None:
         await t.request("HEAD", operation="head")
 
 
-async def test_client_ownership_and_with_url() -> None:
+async def test_client_ownership() -> None:
     owned = transport()
     assert owned.owns_client
-    sibling = owned.with_url(URL + "-2")
-    assert sibling.client is owned.client
-    assert not sibling.owns_client
-    assert (await sibling.build("GET")).url.path == "/v1/stream/s-2"
-    await sibling.aclose()
     client = owned.client
     assert not client.is_closed
     await owned.aclose()
@@ -245,8 +248,6 @@ async def test_client_ownership_and_with_url() -> None:
         assert not shared.owns_client
         await shared.aclose()
         assert not mine.is_closed
-    with pytest.raises(InvalidArgumentError):
-        owned.with_url("not a url")
 
 
 def test_header_helpers() -> None:
@@ -302,3 +303,35 @@ async def test_httpx_request_logs_of_sdk_requests_are_redacted(
     assert "hunter2" not in lines[0]
     assert "offset=5" in lines[0]  # protocol parameters stay readable
     assert "q=visible" in lines[1]
+
+
+# -- response bodies --------------------------------------------------------------------------
+
+
+def response(status: int = 200, **kw: object) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("GET", URL), **kw)  # type: ignore[arg-type]
+
+
+async def test_error_body_reads_at_most_a_bounded_prefix_and_closes() -> None:
+    res = response(500, content=b"e" * (ERROR_BODY_BYTES * 3))
+    body = await error_body(res)
+    assert body == b"e" * ERROR_BODY_BYTES
+    assert res.is_closed
+
+
+class _BrokenStream(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b"partial"
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+async def test_a_dropped_body_is_a_typed_network_error() -> None:
+    res = response(stream=_BrokenStream())
+    with pytest.raises(NetworkError):
+        await read_body(res, "read", contextlib.nullcontext)
+
+
+async def test_error_body_tolerates_a_dropped_body() -> None:
+    res = response(500, stream=_BrokenStream())
+    assert await error_body(res) == b"partial"
+    assert res.is_closed

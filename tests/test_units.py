@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,18 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from durable_streams import NetworkError, ParseError, ServerError
+from durable_streams import ParseError, ServerError
+from durable_streams._position import ReadPosition
 from durable_streams._units import (
-    ERROR_BODY_BYTES,
     Unit,
     byte_groups,
     check_progress,
-    error_body,
-    http_state,
     is_event_stream,
     json_item_groups,
     parse_json_body,
-    read_body,
+    response_end,
     sse_unit,
 )
 
@@ -35,10 +32,10 @@ def response(
     return httpx.Response(status, headers=headers or {}, request=httpx.Request("GET", URL), **kw)  # type: ignore[arg-type]
 
 
-# -- http_state -------------------------------------------------------------------------------
+# -- response_end -----------------------------------------------------------------------------
 
 
-def test_http_state_reads_the_protocol_headers() -> None:
+def test_response_end_reads_the_protocol_headers() -> None:
     res = response(
         headers={
             "Stream-Next-Offset": "0000000000000000_0000000000000009",
@@ -46,24 +43,26 @@ def test_http_state_reads_the_protocol_headers() -> None:
             "Stream-Up-To-Date": "true",
         }
     )
-    assert http_state(res, offset=OFFSET, where="s") == (
-        "0000000000000000_0000000000000009",
-        "c1",
-        True,
-        False,
+    assert response_end(res, offset=OFFSET, where="s") == ReadPosition(
+        offset="0000000000000000_0000000000000009",
+        cursor="c1",
+        up_to_date=True,
+        closed=False,
     )
 
 
 def test_a_closed_stream_is_also_up_to_date() -> None:
     res = response(headers={"Stream-Next-Offset": OFFSET, "Stream-Closed": "true"})
-    assert http_state(res, offset=OFFSET, where="s") == (OFFSET, None, True, True)
+    assert response_end(res, offset=OFFSET, where="s") == ReadPosition(
+        offset=OFFSET, cursor=None, up_to_date=True, closed=True
+    )
 
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_a_missing_next_offset_is_a_parse_error(value: str | None) -> None:
     headers = {} if value is None else {"Stream-Next-Offset": value}
     with pytest.raises(ParseError, match="no Stream-Next-Offset") as caught:
-        http_state(response(headers=headers), offset=OFFSET, where="s")
+        response_end(response(headers=headers), offset=OFFSET, where="s")
     assert caught.value.offset == OFFSET
     assert caught.value.status == 200
 
@@ -71,8 +70,8 @@ def test_a_missing_next_offset_is_a_parse_error(value: str | None) -> None:
 # -- check_progress ---------------------------------------------------------------------------
 
 
-def unit(**kw: object) -> Unit:
-    fields: dict[str, object] = {
+def unit(**kw: Any) -> Unit:
+    fields: dict[str, Any] = {
         "data": b"",
         "items": None,
         "next_offset": OFFSET,
@@ -81,7 +80,13 @@ def unit(**kw: object) -> Unit:
         "closed": False,
     }
     fields.update(kw)
-    return Unit(**fields)  # type: ignore[arg-type]
+    end = ReadPosition(
+        offset=fields["next_offset"],
+        cursor=fields["cursor"],
+        up_to_date=fields["up_to_date"],
+        closed=fields["closed"],
+    )
+    return Unit(data=fields["data"], items=fields["items"], end=end)
 
 
 def test_no_data_no_progress_not_caught_up_is_a_server_error() -> None:
@@ -150,9 +155,10 @@ def test_sse_text_data_events_are_joined() -> None:
     result = sse_unit(["ab", "c"], CONTROL, base64=False, json_mode=False, offset=OFFSET)
     assert result.data == b"abc"
     assert result.items is None
-    assert (result.next_offset, result.cursor) == ("0000000000000000_0000000000000007", "k")
-    assert not result.up_to_date
-    assert not result.closed
+    assert result.end is not None
+    assert (result.end.offset, result.end.cursor) == ("0000000000000000_0000000000000007", "k")
+    assert not result.end.up_to_date
+    assert not result.end.closed
 
 
 def test_sse_json_data_events_are_flattened_into_messages() -> None:
@@ -171,8 +177,9 @@ def test_sse_base64_data_is_decoded() -> None:
 def test_a_closed_control_means_up_to_date_even_without_the_flag() -> None:
     control = json.dumps({"streamNextOffset": OFFSET, "streamClosed": True})
     result = sse_unit([], control, base64=False, json_mode=False, offset=OFFSET)
-    assert result.closed
-    assert result.up_to_date
+    assert result.end is not None
+    assert result.end.closed
+    assert result.end.up_to_date
 
 
 @pytest.mark.parametrize("control", ["", "not json", "[]", "{}"])
@@ -203,34 +210,6 @@ def test_is_event_stream(content_type: str | None, expected: bool) -> None:
     assert is_event_stream(response(headers=headers)) is expected
 
 
-@pytest.mark.anyio
-async def test_error_body_reads_at_most_a_bounded_prefix_and_closes() -> None:
-    res = response(500, content=b"e" * (ERROR_BODY_BYTES * 3))
-    body = await error_body(res)
-    assert body == b"e" * ERROR_BODY_BYTES
-    assert res.is_closed
-
-
-class _BrokenStream(httpx.AsyncByteStream):
-    async def __aiter__(self):  # type: ignore[no-untyped-def]
-        yield b"partial"
-        raise httpx.RemoteProtocolError("peer closed connection")
-
-
-@pytest.mark.anyio
-async def test_a_dropped_body_is_a_typed_network_error() -> None:
-    res = response(stream=_BrokenStream())
-    with pytest.raises(NetworkError):
-        await read_body(res, "read", contextlib.nullcontext)
-
-
-@pytest.mark.anyio
-async def test_error_body_tolerates_a_dropped_body() -> None:
-    res = response(500, stream=_BrokenStream())
-    assert await error_body(res) == b"partial"
-    assert res.is_closed
-
-
 # -- byte_groups / json_item_groups -----------------------------------------------------------
 
 
@@ -243,12 +222,7 @@ async def groups(source: AsyncIterator[tuple[Unit, bool]]) -> list[tuple[Any, bo
     """``(data or items, last)`` of each group; every group is a partial unit (no offset)."""
     result: list[tuple[Any, bool]] = []
     async for unit, last in source:
-        assert (unit.next_offset, unit.cursor, unit.up_to_date, unit.closed) == (
-            None,
-            None,
-            False,
-            False,
-        )
+        assert unit.end is None
         result.append((unit.items if unit.items is not None else unit.data, last))
     return result
 

@@ -1,4 +1,4 @@
-"""Unit tests of the read loop: request building, mode switching, retries, SSE handling.
+"""Unit tests of ``_read_loop.py``: request building, mode switching, retries, SSE handling.
 
 respx plays the server with scripted responses; every request the loop sends
 is recorded so the tests can check what went over the wire. Behaviour against

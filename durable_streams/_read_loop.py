@@ -2,17 +2,21 @@
 
 A read session is a sequence of requests, each answering with units (see
 ``_units.py``): the data of one catch-up or long-poll response, or of one SSE
-data+control group, with the offset to resume from. The loop only differs per
-mode in how a unit is fetched; the state machine (catch-up until up-to-date,
-then live; stop at EOF; retry from the current offset) is the same for all.
+data+control group, with the position to resume from. The loop only differs
+per mode in how a unit is fetched; the state machine (catch-up until
+up-to-date, then live; stop at EOF; retry from the current position) is the
+same for all. Bodies are read through :mod:`._transport` and decoded by
+:mod:`._units`; this module never sees an httpx exception.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import httpx
@@ -30,27 +34,24 @@ from ._errors import (
     UnauthorizedError,
     error_for_response,
 )
-from ._models import RetryWith
+from ._position import ReadPosition
 from ._redact import excerpt, redact_url
 from ._retry import is_retryable
 from ._sse import iter_sse_events
-from ._transport import DEFAULT_TIMEOUT, HeadersArg, ParamsArg, Transport, ValueSource
+from ._transport import DEFAULT_TIMEOUT, Transport, error_body, iter_body, read_body, release
+from ._types import HeadersArg, LiveMode, OnError, ParamsArg, RetryWith, ValueSource
 from ._units import (
     Unit,
-    body_chunks,
     byte_groups,
     check_progress,
-    close,
-    error_body,
-    http_state,
     is_event_stream,
     json_item_groups,
     parse_json_body,
-    read_body,
+    response_end,
     sse_unit,
 )
 
-__all__ = ["OnError", "ReadLoop"]
+__all__ = ["BodyMode", "CachedRead", "EtagCache", "ReadLoop"]
 
 #: How many 401/403 answers in a row ``on_error`` may turn into a retry.
 MAX_AUTH_RETRIES = 3
@@ -65,11 +66,50 @@ MAX_ETAGS = 64
 LIVE_READ_TIMEOUT = DEFAULT_TIMEOUT.read or 65.0
 
 
-OnError: TypeAlias = Callable[
-    [DurableStreamError], "RetryWith | Awaitable[RetryWith | None] | None"
-]
-"""``on_error(error)``: sync or async; None = retry per policy, RetryWith = retry with
-new headers/params, raise = stop the session."""
+class BodyMode(enum.Enum):
+    """How the bodies of catch-up and long-poll responses are handed out (SSE groups
+    are always whole)."""
+
+    #: One unit per response; JSON bodies are parsed into items.
+    WHOLE = "whole"
+    #: Bytes as they arrive, in bounded memory; JSON bodies are not parsed.
+    CHUNKS = "chunks"
+    #: A JSON body's items as they parse, in bounded memory; other bodies whole.
+    JSON_ITEMS = "json-items"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRead:
+    """An empty, up-to-date catch-up read: its ETag, and the content type it had."""
+
+    etag: str
+    content_type: str | None
+
+
+class EtagCache:
+    """ETags of a handle's empty up-to-date catch-up reads, by offset (bounded).
+
+    A later read from the same offset sends ``If-None-Match``, and a 304 proves
+    nothing changed without a body. The oldest entry goes first past
+    ``max_entries``.
+    """
+
+    __slots__ = ("_reads", "max_entries")
+
+    def __init__(self, max_entries: int = MAX_ETAGS) -> None:
+        self._reads: dict[str, CachedRead] = {}
+        self.max_entries = max_entries
+
+    def get(self, offset: str) -> CachedRead | None:
+        return self._reads.get(offset)
+
+    def remember(self, offset: str, read: CachedRead) -> None:
+        if offset not in self._reads and len(self._reads) >= self.max_entries:
+            del self._reads[next(iter(self._reads))]
+        self._reads[offset] = read
+
+    def __len__(self) -> int:
+        return len(self._reads)
 
 
 def normalize_offset(offset: str | int) -> str:
@@ -99,12 +139,12 @@ class ReadLoop:
         transport: Transport,
         *,
         offset: str | int,
-        live: p.LiveMode,
+        live: LiveMode,
         headers: HeadersArg,
         params: ParamsArg,
         on_error: OnError | None,
         content_type: str | None,
-        etags: dict[str, tuple[str, str | None]] | None,
+        etags: EtagCache | None,
     ) -> None:
         if not (live is True or live is False or (isinstance(live, str) and live in _LIVE_MODES)):
             raise InvalidArgumentError(
@@ -114,9 +154,8 @@ class ReadLoop:
             raise InvalidArgumentError("on_error must be callable", field="on_error")
         self.transport = transport
         self._where = redact_url(transport.url)  # for messages: computed once, not per response
-        self.live: p.LiveMode = live
-        self.offset = normalize_offset(offset)
-        self.cursor: str | None = None
+        self.live: LiveMode = live
+        self.position = ReadPosition(offset=normalize_offset(offset))  # of the next request
         self.content_type = content_type
         self.status: int | None = None
         self.headers = httpx.Headers()
@@ -152,19 +191,26 @@ class ReadLoop:
     def json_mode(self) -> bool:
         return p.is_json(self.content_type)
 
-    def _advance(self, unit: Unit, *, healthy: bool = True) -> None:
-        """Move the request state past a complete unit; a healthy one forgets past failures."""
-        assert unit.next_offset is not None
-        self.offset = unit.next_offset
+    @property
+    def offset(self) -> str:
+        """The offset the next request reads from."""
+        return self.position.offset
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor the next live request echoes."""
+        return self.position.cursor
+
+    def _advance(self, end: ReadPosition, *, healthy: bool = True) -> None:
+        """Move the request position past a complete unit; a healthy one forgets failures."""
+        self.position = self.position.advance(end)
         self._skip = 0  # whatever answers next, nothing of it was handed out yet
-        if unit.cursor is not None:
-            self.cursor = unit.cursor
         if healthy:
             self._backoff.reset()
             self._auth_retries = 0
-        if unit.closed:
+        if end.closed:
             self.finished = True
-        elif unit.up_to_date:
+        elif end.up_to_date:
             if self.live is False:
                 self.finished = True
             else:
@@ -211,7 +257,7 @@ class ReadLoop:
         if mode == "catch-up":
             cached = self._etags.get(self.offset) if self._etags is not None else None
             if cached is not None:
-                protocol_headers[p.IF_NONE_MATCH] = cached[0]
+                protocol_headers[p.IF_NONE_MATCH] = cached.etag
         else:
             protocol_params[p.PARAM_LIVE] = mode
             if self.cursor is not None:
@@ -239,7 +285,7 @@ class ReadLoop:
                 return await self._open_once()
             raise error
         if mode == p.LIVE_SSE and not is_event_stream(response):
-            await close(response)
+            await release(response)
             if self.live == "auto":
                 # Something between us and the server does not do SSE: long-poll instead.
                 self._fallback = True
@@ -266,6 +312,13 @@ class ReadLoop:
         self.finished = self.stopped = True
         if self._scope is not None:
             self._scope.cancel()
+
+    async def aclose(self) -> None:
+        """Stop the session and release a response opened but not yet read."""
+        self.stop()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await release(pending)
 
     @contextmanager
     def _interruptible(self) -> Iterator[None]:
@@ -332,15 +385,12 @@ class ReadLoop:
 
     # -- units -----------------------------------------------------------------------------------
 
-    async def units(
-        self, *, streamed: bool, split_json: bool = False
-    ) -> AsyncGenerator[Unit, None]:
+    async def units(self, body: BodyMode) -> AsyncGenerator[Unit, None]:
         """Every unit of the session until EOF (or up-to-date when not live).
 
-        ``streamed`` hands out bodies chunk by chunk (bounded memory) instead of
-        whole responses; JSON bodies are then not parsed. ``split_json`` hands
-        out a JSON body's items as they are parsed, also in bounded memory.
-        Either way only the last unit of a response carries its offset.
+        ``body`` says how catch-up and long-poll bodies are handed out; when
+        they are handed out as they arrive, only the last unit of a response
+        carries its position.
         """
         try:
             while not self.finished:
@@ -353,50 +403,47 @@ class ReadLoop:
                         async for unit in self._sse_units(response):
                             yield unit
                     else:
-                        units = self._http_units(response, streamed=streamed, split_json=split_json)
-                        async for unit in units:
+                        async for unit in self._http_units(response, body):
                             yield unit
                 except DurableStreamError as error:
                     if self.stopped:
                         return  # closed by aclose() meanwhile
                     await self._recover(error)
                 finally:
-                    await close(response)
+                    await release(response)
         except _Stopped:
             return  # stop() interrupted a network wait
         finally:
-            if self._pending is not None:
-                await close(self._pending)
-                self._pending = None
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                await release(pending)
 
     async def _http_units(
-        self, response: httpx.Response, *, streamed: bool, split_json: bool
+        self, response: httpx.Response, body: BodyMode
     ) -> AsyncGenerator[Unit, None]:
         cached = self._etags.get(self.offset) if self._etags is not None else None
         if response.status_code == 304 and cached is not None:
             # A 304 carries only the ETag: the content type comes from the cached read.
-            self.content_type = self.content_type or cached[1]
+            self.content_type = self.content_type or cached.content_type
         json_mode = self.json_mode
-        empty_items: list[Any] | None = [] if json_mode and not streamed else None
+        empty_items: list[Any] | None = [] if json_mode and body is not BodyMode.CHUNKS else None
         if response.status_code == 304:
             # The cached read was empty and up to date, and still is (ETags change on close).
-            unit = Unit(b"", empty_items, self.offset, self.cursor, True, False)
-            self._advance(unit)
-            yield unit
+            end = ReadPosition(offset=self.offset, cursor=self.cursor, up_to_date=True)
+            self._advance(end)
+            yield Unit(data=b"", items=empty_items, end=end)
             return
-        next_offset, cursor, up_to_date, closed = http_state(
-            response, offset=self.offset, where=self._where
-        )
+        end = response_end(response, offset=self.offset, where=self._where)
         operation = f"read ({self.mode})"
         data: bytes | None = b""  # a 204 (a long-poll that timed out) has no body
         items = empty_items
         has_body = response.status_code != 204
-        if has_body and (streamed or (json_mode and split_json)):
-            # Handed out as it arrives: partial units first, the rest with the offset.
-            chunks = body_chunks(response, operation, self._interruptible)
+        if has_body and (body is BodyMode.CHUNKS or (body is BodyMode.JSON_ITEMS and json_mode)):
+            # Handed out as it arrives: partial units first, the rest with the position.
+            chunks = iter_body(response, operation, self._interruptible)
             parts = (
                 byte_groups(chunks, skip=self._skip)
-                if streamed
+                if body is BodyMode.CHUNKS
                 else json_item_groups(
                     chunks,
                     skip=self._skip,
@@ -419,21 +466,19 @@ class ReadLoop:
                 if json_mode
                 else None
             )
-        unit = Unit(data, items, next_offset, cursor, up_to_date, closed)
+        unit = Unit(data=data, items=items, end=end)
         check_progress(unit, response, offset=self.offset, where=self._where)
         etag = response.headers.get(p.ETAG)
         if (
             self._etags is not None
             and etag
             and self.mode == "catch-up"
-            and up_to_date
+            and end.up_to_date
             and not unit.has_data
-            and next_offset == self.offset
+            and end.offset == self.offset
         ):
-            if len(self._etags) >= MAX_ETAGS:
-                self._etags.pop(next(iter(self._etags)))
-            self._etags[self.offset] = (etag, self.content_type)
-        self._advance(unit)
+            self._etags.remember(self.offset, CachedRead(etag, self.content_type))
+        self._advance(end)
         yield unit
 
     async def _sse_units(self, response: httpx.Response) -> AsyncGenerator[Unit, None]:
@@ -443,7 +488,7 @@ class ReadLoop:
         controls = 0
         delivered = False
         started = anyio.current_time()
-        events = iter_sse_events(body_chunks(response, "read (sse)", self._interruptible))
+        events = iter_sse_events(iter_body(response, "read (sse)", self._interruptible))
         try:
             async for event in events:
                 if event.event == "data":
@@ -459,7 +504,8 @@ class ReadLoop:
                         self._early_sse = 0
                     # Only data proves the connection healthy: a proxy may end it after each
                     # keep-alive, and that must not reset the backoff.
-                    self._advance(unit, healthy=unit.has_data)
+                    assert unit.end is not None
+                    self._advance(unit.end, healthy=unit.has_data)
                     yield unit
                     if self.finished:
                         return  # never reconnect after streamClosed

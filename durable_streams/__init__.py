@@ -23,6 +23,7 @@ from ._errors import (
     ForbiddenError,
     GoneError,
     InvalidArgumentError,
+    InvalidJsonError,
     InvalidOffsetError,
     NetworkError,
     NotFoundError,
@@ -48,6 +49,7 @@ from ._errors import (
     ValidationError,
 )
 from ._handle import DurableStream, StreamHandle
+from ._limits import ReadLimits
 from ._models import (
     AppendResult,
     Batch,
@@ -98,6 +100,7 @@ __all__ = [
     "GoneError",
     "IdempotentProducer",
     "InvalidArgumentError",
+    "InvalidJsonError",
     "HeadersArg",
     "InvalidOffsetError",
     "LiveMode",
@@ -119,6 +122,7 @@ __all__ = [
     "ProducerStats",
     "ProducerSequenceGapError",
     "RateLimitedError",
+    "ReadLimits",
     "RequestTimeoutError",
     "RetryPolicy",
     "RetryWith",

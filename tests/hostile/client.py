@@ -57,7 +57,7 @@ class _Scanner(logging.Handler):
         self.records += 1
         try:
             text = f"{record.name}: {record.getMessage()}"
-        except Exception as exc:  # noqa: BLE001 - a broken record is a finding too
+        except Exception as exc:
             text = f"{record.name}: unformattable {exc!r}"
         if record.exc_info:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info))
@@ -79,8 +79,9 @@ def _chain(error: BaseException) -> list[BaseException]:
         for linked in (exc.__cause__, exc.__context__):
             if linked is not None:
                 todo.append(linked)
-        if isinstance(exc, BaseExceptionGroup):
-            todo.extend(exc.exceptions)
+        members = getattr(exc, "exceptions", None)  # an exception group
+        if isinstance(members, tuple):
+            todo.extend(m for m in members if isinstance(m, BaseException))
     return seen
 
 
@@ -122,7 +123,7 @@ def _handle_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     if "retry" in kwargs:
         kwargs["retry"] = ds.RetryPolicy(**kwargs["retry"])
     if "limits" in kwargs:
-        kwargs["limits"] = ds.ReadLimits(**kwargs["limits"])  # type: ignore[attr-defined]
+        kwargs["limits"] = ds.ReadLimits(**kwargs["limits"])
     return kwargs
 
 
@@ -157,7 +158,7 @@ async def _read(spec: dict[str, Any], args: dict[str, Any]) -> Any:
     how = args.get("how", "batches")
     read_kwargs = dict(args.get("read_kwargs") or {})
     if "limits" in read_kwargs:
-        read_kwargs["limits"] = ds.ReadLimits(**read_kwargs["limits"])  # type: ignore[attr-defined]
+        read_kwargs["limits"] = ds.ReadLimits(**read_kwargs["limits"])
     summary = _Summary()
     async with _handle(spec) as handle:
         res = await handle.stream(
@@ -223,7 +224,7 @@ async def _construct(spec: dict[str, Any], args: dict[str, Any]) -> Any:
 
 
 async def _help(spec: dict[str, Any], args: dict[str, Any]) -> Any:
-    return pydoc.render_doc(eval(args["target"], {"ds": ds}), renderer=pydoc.plaintext)
+    return pydoc.render_doc(eval(args["target"], {"ds": ds}), renderer=pydoc.plaintext)  # type: ignore[attr-defined]
 
 
 ACTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]]] = {
@@ -254,7 +255,7 @@ def main() -> None:
                 outcome["ok"] = True
             except TimeoutError:
                 raise
-            except BaseException as error:  # noqa: BLE001 - everything is reported
+            except BaseException as error:
                 outcome["ok"] = False
                 outcome["exception"] = error
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 
 from tests.hostile.server import Conn, Handler, HostileServer, Request, head
 
@@ -64,7 +64,7 @@ def endless(
     return handle
 
 
-@lru_cache(maxsize=None)
+@cache
 def gzip_bomb(inflated_mib: int) -> bytes:
     """A gzip body of ``inflated_mib`` MiB of zeros (about 1/1000 of that on the wire)."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)

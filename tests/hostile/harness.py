@@ -60,7 +60,8 @@ class Report:
     def __str__(self) -> str:
         shown = {k: v for k, v in self.raw.items() if k != "log_sample"}
         logs = "\n    ".join(self.raw.get("log_sample", [])[-15:])
-        return f"{json.dumps(shown, indent=1, default=repr)}\n requests={self.requests}\n logs:\n    {logs}"
+        shown_json = json.dumps(shown, indent=1, default=repr)
+        return f"{shown_json}\n requests={self.requests}\n logs:\n    {logs}"
 
 
 def stream_url(server: HostileServer, path: str = "/v1/stream/s") -> str:
@@ -101,7 +102,8 @@ def run(
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             raise AssertionError(
-                f"client crashed (rc={done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+                f"client crashed (rc={done.returncode}):\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             )
         return Report(json.loads(lines[-1]), server)
 
@@ -119,7 +121,7 @@ def check(
     """The checks every case makes: outcome, memory, requests, CPU, and no secret anywhere."""
     raw = report.raw
     assert not raw["guard_hit"], f"the call hung until the harness guard:\n{report}"
-    assert not raw["leaks"], f"secrets leaked:\n" + "\n".join(raw["leaks"])
+    assert not raw["leaks"], "secrets leaked:\n" + "\n".join(raw["leaks"])
     if error is None:
         assert raw["ok"], f"expected success:\n{report}"
     else:

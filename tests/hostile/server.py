@@ -10,6 +10,7 @@ bodies, lies. Every request the client sends is in ``server.requests``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -148,9 +149,7 @@ class HostileServer:
         loop.close()
 
     async def _serve(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, limit=MAX_HEAD
-        )
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=MAX_HEAD)
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
 
@@ -165,7 +164,7 @@ class HostileServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         self.connections += 1
         conn = Conn(reader, writer)
         try:
@@ -182,11 +181,9 @@ class HostileServer:
         except asyncio.CancelledError:
             pass
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
-            try:
+            self._tasks.discard(task)
+            with contextlib.suppress(Exception):  # the client may have gone already
                 writer.close()
-            except Exception:  # noqa: BLE001 - the client may have gone already
-                pass
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

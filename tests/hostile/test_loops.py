@@ -34,11 +34,15 @@ def test_instant_empty_200_long_polls_are_paced() -> None:
 
 
 def test_sse_heartbeats_forever_use_one_connection_and_little_cpu() -> None:
-    control = b'event: control\ndata: {"streamNextOffset":"%s","upToDate":true}\n\n' % START.encode()
+    control = (
+        b'event: control\ndata: {"streamNextOffset":"%s","upToDate":true}\n\n' % START.encode()
+    )
 
     async def handle(request: Request, conn: Conn, server: HostileServer) -> bool:
-        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                        b"Transfer-Encoding: chunked\r\n\r\n")
+        await conn.send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         import asyncio
 
         while True:
@@ -55,7 +59,9 @@ def test_sse_heartbeats_forever_use_one_connection_and_little_cpu() -> None:
 
 
 def test_sse_connections_that_end_at_once_are_backed_off_and_bounded() -> None:
-    control = b'event: control\ndata: {"streamNextOffset":"%s","upToDate":true}\n\n' % START.encode()
+    control = (
+        b'event: control\ndata: {"streamNextOffset":"%s","upToDate":true}\n\n' % START.encode()
+    )
     report = run(
         reply(200, {"Content-Type": "text/event-stream"}, control),
         "read",

@@ -21,8 +21,14 @@ def bound(limit_mib: float) -> float:
 def test_endless_body_in_batches_with_default_limit_is_typed_and_near_1x() -> None:
     # Default max_body_bytes (64 MiB): the batch is refused once it passes the limit.
     report = run(endless(b"x" * 65536), "read", {"how": "batches"}, guard=30)
-    check(report, error="ParseError", code="PARSE_ERROR", max_rss_mib=bound(64), max_requests=1,
-          max_cpu_s=8)
+    check(
+        report,
+        error="ParseError",
+        code="PARSE_ERROR",
+        max_rss_mib=bound(64),
+        max_requests=1,
+        max_cpu_s=8,
+    )
     assert "max_body_bytes" in report.error["message"]
     assert "iter_bytes" in report.error["message"]
 
@@ -73,7 +79,9 @@ def test_gzip_bomb_whole_read_is_refused_near_1x(how: str) -> None:
     bomb = gzip_bomb(1024)  # 1 GiB of zeros in about 1 MiB
     headers = {**stream_headers(), "Content-Encoding": "gzip"}
     report = run(
-        reply(200, headers, bomb), "read", {"how": how},
+        reply(200, headers, bomb),
+        "read",
+        {"how": how},
         handle={"limits": {"max_body_bytes": 8 * MIB}},
     )
     check(report, error="ParseError", max_rss_mib=bound(8) + 2, max_requests=1)
@@ -107,8 +115,14 @@ def test_endless_open_brackets_fail_at_once(how: str) -> None:
         "read",
         {"how": how},
     )
-    check(report, error="ParseError", code="PARSE_ERROR", max_rss_mib=DEFAULT_RSS_MIB,
-          max_requests=1, max_cpu_s=2)
+    check(
+        report,
+        error="ParseError",
+        code="PARSE_ERROR",
+        max_rss_mib=DEFAULT_RSS_MIB,
+        max_requests=1,
+        max_cpu_s=2,
+    )
     assert "depth" in report.error["message"]
 
 
@@ -139,8 +153,10 @@ def test_endless_sse_line_stops_near_the_line_limit() -> None:
         endless(b"A" * 65536, headers=headers, prefix=b"event: data\ndata: "),
         "read",
         {"how": "batches", "offset": "0000000000000001", "live": "sse"},
-        handle={"content_type": "application/octet-stream",
-                "limits": {"max_sse_line_bytes": 8 * MIB}},
+        handle={
+            "content_type": "application/octet-stream",
+            "limits": {"max_sse_line_bytes": 8 * MIB},
+        },
     )
     check(report, error="ParseError", max_rss_mib=bound(8), max_requests=1)
     assert "max_sse_line_bytes" in report.error["message"]
@@ -160,7 +176,7 @@ def test_message_over_the_default_64_mib_is_a_parse_error(how: str) -> None:
 
 
 def test_message_over_the_limit_in_sse_json_is_a_parse_error() -> None:
-    big = b"event: data\ndata: [\"" + b"q" * (9 * MIB) + b"\"]\n\n"
+    big = b'event: data\ndata: ["' + b"q" * (9 * MIB) + b'"]\n\n'
     control = b'event: control\ndata: {"streamNextOffset":"0000000000000002"}\n\n'
     headers = {"Content-Type": "text/event-stream"}
     report = run(

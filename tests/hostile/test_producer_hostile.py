@@ -20,7 +20,10 @@ def _gap(expected: str) -> object:
             return True
         await conn.respond(
             409,
-            {"Producer-Expected-Seq": expected, "Producer-Received-Seq": request.headers.get("producer-seq", "0")},
+            {
+                "Producer-Expected-Seq": expected,
+                "Producer-Received-Seq": request.headers.get("producer-seq", "0"),
+            },
             b"gap",
         )
         return True
@@ -57,7 +60,9 @@ def test_endless_sane_gaps_are_bounded_and_fail_typed() -> None:
     # Always "expected 0": the producer re-sends from a new epoch a bounded number of times.
     report = _run_producer(_gap("0"))
     check(report, error="ProducerError", max_requests=20, max_wall_s=10)
-    assert report.error["cause"] is not None or "ProducerSequenceGapError" in report.error["message"]
+    assert (
+        report.error["cause"] is not None or "ProducerSequenceGapError" in report.error["message"]
+    )
 
 
 def test_stale_epoch_on_every_attempt_with_auto_claim_is_bounded() -> None:

@@ -45,7 +45,8 @@ def test_content_length_shorter_than_the_body_reads_what_it_promised() -> None:
 def test_invalid_utf8_in_headers_is_handled() -> None:
     async def handle(request: Request, conn: Conn, server: HostileServer) -> bool:
         await conn.send(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\xff\r\nStream-Next-Offset: 00\xfe\xff1\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\xff\r\n"
+            b"Stream-Next-Offset: 00\xfe\xff1\r\n"
             b"Stream-Up-To-Date: true\r\nContent-Length: 2\r\n\r\nhi"
         )
         return True
@@ -132,8 +133,11 @@ def test_bad_sse_control_is_a_parse_error() -> None:
 
 
 def test_append_to_a_missing_stream_names_append_not_a_hidden_head() -> None:
-    report = run(reply(404, {"Content-Type": "text/plain"}, b"Stream not found"), "call",
-                 {"method": "append", "args": ["x"]})
+    report = run(
+        reply(404, {"Content-Type": "text/plain"}, b"Stream not found"),
+        "call",
+        {"method": "append", "args": ["x"]},
+    )
     check(report, error="NotFoundError", code="NOT_FOUND", max_requests=2)
     message = report.error["message"]
     assert message.startswith("append"), message
@@ -141,8 +145,12 @@ def test_append_to_a_missing_stream_names_append_not_a_hidden_head() -> None:
 
 
 def test_server_400_invalid_json_on_append_has_a_specific_code() -> None:
-    report = run(reply(400, {"Content-Type": "text/plain"}, b"Invalid JSON"), "call",
-                 {"method": "append", "args": ["{"]}, handle={"content_type": JSON})
+    report = run(
+        reply(400, {"Content-Type": "text/plain"}, b"Invalid JSON"),
+        "call",
+        {"method": "append", "args": ["{"]},
+        handle={"content_type": JSON},
+    )
     check(report, error="BadRequestError", max_requests=1)
     assert report.error["code"] != "UNEXPECTED_STATUS"
 
@@ -162,8 +170,12 @@ def test_handle_used_after_aclose_is_a_usage_error(method: str) -> None:
 
 
 def test_empty_append_is_local_and_claims_no_status() -> None:
-    report = run(reply(204, stream_headers()), "call", {"method": "append_many", "args": [[]]},
-                 handle={"content_type": "text/plain"})
+    report = run(
+        reply(204, stream_headers()),
+        "call",
+        {"method": "append_many", "args": [[]]},
+        handle={"content_type": "text/plain"},
+    )
     check(report, error="EmptyAppendError", code="INVALID_ARGUMENT", max_requests=0)
     assert report.error["status"] is None
 

@@ -13,7 +13,12 @@ OK = reply(200, stream_headers())
 
 @pytest.mark.parametrize(
     "value",
-    [f"Bearer {BEARER}\n", f"Bearer {BEARER}\r\nX-Injected: 1", f"Bearer {BEARER}\x00", f"\nBearer {BEARER}"],
+    [
+        f"Bearer {BEARER}\n",
+        f"Bearer {BEARER}\r\nX-Injected: 1",
+        f"Bearer {BEARER}\x00",
+        f"\nBearer {BEARER}",
+    ],
 )
 def test_header_value_with_line_break_or_nul_is_refused_locally(value: str) -> None:
     report = run(OK, "call", {"method": "head"}, handle={"headers": {"Authorization": value}})
@@ -98,5 +103,7 @@ def test_invalid_header_name_is_refused() -> None:
 
 
 def test_secret_header_value_with_non_ascii_is_refused_without_showing_it() -> None:
-    report = run(OK, "call", {"method": "head"}, handle={"headers": {"Authorization": f"Bearer {BEARER}é"}})
+    report = run(
+        OK, "call", {"method": "head"}, handle={"headers": {"Authorization": f"Bearer {BEARER}é"}}
+    )
     check(report, error="InvalidArgumentError", max_requests=0)

@@ -28,6 +28,9 @@ def error_reply(kind: str, command: Command, exc: Exception) -> Reply:
     status: int | None = None
     if isinstance(exc, Failure):
         code, status, message = exc.code, exc.status, str(exc)
+    elif isinstance(exc, ds.EmptyAppendError):
+        # The SDK refuses it without sending; the suite expects the server's answer (400).
+        code, status, message = "UNEXPECTED_STATUS", 400, f"{where}: {exc}"
     elif isinstance(exc, ds.DurableStreamError):
         code, status, message = exc.code, exc.status, f"{where}: {exc}"
     elif isinstance(exc, KeyError):

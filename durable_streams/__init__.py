@@ -34,6 +34,7 @@ from ._errors import (
     GoneError,
     InvalidArgumentError,
     InvalidItemError,
+    InvalidJsonError,
     InvalidOffsetError,
     NetworkError,
     NotFoundError,
@@ -61,6 +62,7 @@ from ._errors import (
     ValidationError,
 )
 from ._handle import DurableStream, StreamHandle
+from ._limits import ReadLimits
 from ._models import (
     AppendResult,
     Batch,
@@ -120,6 +122,7 @@ __all__ = [
     "GoneError",
     "IdempotentProducer",
     "InvalidArgumentError",
+    "InvalidJsonError",
     "HeadersArg",
     "InvalidItemError",
     "InvalidOffsetError",
@@ -148,6 +151,7 @@ __all__ = [
     "ProducerStats",
     "ProducerSequenceGapError",
     "RateLimitedError",
+    "ReadLimits",
     "RequestTimeoutError",
     "RetryPolicy",
     "RetryWith",

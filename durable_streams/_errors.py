@@ -9,8 +9,8 @@ excerpt::
 
     DurableStreamError                      INTERNAL_ERROR
     ├── InvalidArgumentError (ValueError)   INVALID_ARGUMENT
-    │   └── EmptyAppendError                UNEXPECTED_STATUS (400 as the protocol says; not sent)
-    ├── UsageError (RuntimeError)           USAGE_ERROR (e.g. a read response consumed twice)
+    │   └── EmptyAppendError                (nothing to append; refused locally, no status)
+    ├── UsageError (RuntimeError)           INVALID_ARGUMENT (misuse: closed handle...)
     ├── ParseError                          PARSE_ERROR
     │   └── ValidationError                 (items that fail a pydantic model)
     ├── TransportError                      NETWORK_ERROR
@@ -20,7 +20,8 @@ excerpt::
     ├── StatusError                         UNEXPECTED_STATUS (any other status)
     │   ├── BadRequestError                 400
     │   │   ├── InvalidOffsetError          INVALID_OFFSET
-    │   │   └── InvalidItemError            (a producer item the server cannot parse; ``index``)
+    │   │   └── InvalidJsonError            PARSE_ERROR (the server could not parse the JSON sent)
+    │   │       └── InvalidItemError        (a producer item the server cannot parse; ``index``)
     │   ├── UnauthorizedError               401
     │   ├── ForbiddenError                  403
     │   │   └── StaleEpochError             (producer fenced; ``current_epoch``)
@@ -37,7 +38,7 @@ excerpt::
     │   └── ServerError                     5xx
     ├── ProducerError
     │   ├── ProducerBufferFullError         (``max_buffered_bytes`` reached)
-    │   ├── ProducerClosedError             (used after close/detach)
+    │   ├── ProducerClosedError             INVALID_ARGUMENT (used after close/detach)
     │   ├── ProducerFlushError              (``failures``: a BatchFailure per failed batch)
     │   └── ProducerIdentityError           (another live writer uses the producer id)
     ├── CheckpointError                     CHECKPOINT_ERROR (a checkpoint store failed)
@@ -55,12 +56,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from . import _protocol as p
-from ._redact import excerpt, redact_headers, redact_url
+from ._redact import excerpt, redact_headers, redact_url, request_secrets, scrub, scrub_exception
 
 __all__ = [
     "AppendOutcomeUnknownError",
@@ -74,6 +75,7 @@ __all__ = [
     "GoneError",
     "InvalidArgumentError",
     "InvalidItemError",
+    "InvalidJsonError",
     "InvalidOffsetError",
     "NetworkError",
     "NotFoundError",
@@ -113,7 +115,8 @@ class DurableStreamError(Exception):
             log.warning("append failed: %s (code=%s, status=%s)", exc, exc.code, exc.status)
     """
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    #: The conformance error code (a class attribute; aggregate errors set their own).
+    code: str = "INTERNAL_ERROR"
 
     def __init__(
         self,
@@ -157,21 +160,20 @@ class InvalidArgumentError(DurableStreamError, ValueError):
 
 
 class EmptyAppendError(InvalidArgumentError):
-    """An append with no data. The protocol answers this with 400, so ``status`` is 400
-    and ``code`` is the one a 400 maps to, but the SDK refuses it locally and sends nothing."""
-
-    code = "UNEXPECTED_STATUS"
+    """An append with no data. The SDK refuses it locally and sends nothing, so there is
+    no ``status`` (a server would answer 400)."""
 
     def __init__(self, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("status", 400)
         super().__init__(message, field="data", **kwargs)
 
 
 class UsageError(DurableStreamError, RuntimeError):
-    """The SDK was used in a way it does not support: consuming a read response a
-    second time, or ``batch.items`` on a stream that is not JSON."""
+    """The SDK was used in a way it does not support: a handle used after ``aclose()``,
+    a read response consumed a second time, ``batch.items`` on a stream that is not
+    JSON. Always local: ``status`` is None. ``code`` is ``INVALID_ARGUMENT``, the
+    conformance code for input the client rejects."""
 
-    code = "USAGE_ERROR"
+    code = "INVALID_ARGUMENT"
 
 
 class ParseError(DurableStreamError):
@@ -239,7 +241,14 @@ class InvalidOffsetError(BadRequestError):
     code = "INVALID_OFFSET"
 
 
-class InvalidItemError(BadRequestError):
+class InvalidJsonError(BadRequestError):
+    """400 to a write: the server could not parse the JSON that was sent (``str``/``bytes``
+    appended to a JSON stream are sent as they are, unchecked)."""
+
+    code = "PARSE_ERROR"
+
+
+class InvalidItemError(InvalidJsonError):
     """400 to a producer batch, caused by this one item: it is not valid JSON.
 
     ``index`` is the item's position in the producer's append order (0 for
@@ -360,6 +369,8 @@ class ProducerBufferFullError(ProducerError):
 class ProducerClosedError(ProducerError):
     """The producer was closed or detached and takes no more items."""
 
+    code = "INVALID_ARGUMENT"
+
 
 @dataclass(frozen=True)
 class BatchFailure:
@@ -392,6 +403,17 @@ class ProducerFlushError(ProducerError):
     def __init__(self, message: str, *, failures: Sequence[BatchFailure], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.failures = list(failures)
+        # The most specific code that is true of every failure: theirs when they agree.
+        codes = {failure.error.code for failure in self.failures}
+        if len(codes) == 1:
+            self.code = codes.pop()
+        if self.failures and self.__cause__ is None:
+            self.__cause__ = self.failures[0].error
+
+    @property
+    def errors(self) -> list[DurableStreamError]:
+        """The error of each failed batch, in order (``failures[i].error``)."""
+        return [failure.error for failure in self.failures]
 
 
 class ProducerIdentityError(ProducerError):
@@ -537,12 +559,18 @@ def error_for_response(
     headers, never by the body text, as the protocol asks.
     """
     status = response.status_code
-    headers = response.headers
-    text = excerpt(body.decode("utf-8", "replace")) if body else None
     try:
-        url: httpx.URL | None = response.request.url
+        request: httpx.Request | None = response.request
     except RuntimeError:  # a response built without its request
-        url = None
+        request = None
+    url = request.url if request is not None else None
+    # A server (or proxy) may echo the request's credentials back: in its body, in a
+    # Location header, anywhere. They are removed before anything is kept.
+    secrets = request_secrets(request)
+    headers: Mapping[str, str] = response.headers
+    if secrets:
+        headers = {name: scrub(value, secrets) for name, value in response.headers.items()}
+    text = excerpt(scrub(body.decode("utf-8", "replace"), secrets)) if body else None
     where = redact_url(url) if url is not None else "the stream"
     description = _DESCRIPTIONS.get(status) or (
         "server error" if status >= 500 else "unexpected status"
@@ -583,18 +611,42 @@ def error_for_response(
             )
     if status == 400 and is_read and text and "offset" in text.lower():
         return InvalidOffsetError(message, **common)
+    if status == 400 and not is_read and text and "json" in text.lower():
+        return InvalidJsonError(message, **common)
     cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else StatusError)
     return cls(message, **common)
 
 
-def error_for_exception(exc: Exception, *, operation: str, url: str | httpx.URL) -> TransportError:
-    """Wrap an httpx transport exception in the SDK's typed error (keep it as ``__cause__``)."""
+def error_for_exception(
+    exc: Exception, *, operation: str, url: str | httpx.URL
+) -> DurableStreamError:
+    """Wrap an httpx transport exception in the SDK's typed error (keep it as ``__cause__``).
+
+    The httpx exception is scrubbed first: it loses its reference to the request (URL
+    and headers, credentials included) and its own chain, and the request's secrets
+    are removed from its message. A local protocol error (a request h11 refuses to
+    write) is an :class:`InvalidArgumentError`, never retried.
+    """
+    request: httpx.Request | None = None
+    if isinstance(exc, httpx.HTTPError):
+        try:
+            request = exc.request
+        except RuntimeError:  # raised without a request
+            request = None
+    scrub_exception(exc, request)
     where = redact_url(url)
     kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        error: TransportError = RequestTimeoutError(
-            f"{operation} timed out ({kind}) at {where}", url=url
+    if isinstance(exc, httpx.LocalProtocolError):
+        invalid = InvalidArgumentError(
+            f"{operation} failed: the request could not be written ({kind}: "
+            f"{excerpt(str(exc))}) for {where}",
+            url=url,
         )
+        invalid.__cause__ = exc
+        return invalid
+    error: TransportError
+    if isinstance(exc, httpx.TimeoutException):
+        error = RequestTimeoutError(f"{operation} timed out ({kind}) at {where}", url=url)
     else:
         error = NetworkError(f"{operation} failed: {kind} at {where}", url=url)
     error.__cause__ = exc

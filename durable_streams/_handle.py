@@ -18,7 +18,9 @@ from ._errors import (
     GoneError,
     InvalidArgumentError,
     NotFoundError,
+    UsageError,
 )
+from ._limits import DEFAULT_READ_LIMITS, ReadLimits, check_limits
 from ._models import AppendResult, CloseResult, CreateResult, StreamInfo
 from ._options import check_content_type, create_headers, parse_expires_at
 from ._position import Position
@@ -31,7 +33,17 @@ from ._types import AppendRetry, HeadersArg, LiveMode, OnError, ParamsArg
 
 __all__ = ["DurableStream", "StreamHandle"]
 
-_MISSING: Any = object()
+
+class _NoFinal:
+    """The default of ``close(final=...)``: no final message (None is a valid JSON message)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no final message>"
+
+
+_MISSING: Any = _NoFinal()
 
 
 class StreamHandle:
@@ -71,6 +83,7 @@ class StreamHandle:
         timeout: httpx.Timeout | float | None = None,
         retry: RetryPolicy | None = None,
         append_retry: AppendRetry = "safe",
+        limits: ReadLimits | None = None,
     ) -> None:
         if append_retry not in ("safe", "at-least-once"):
             raise InvalidArgumentError(
@@ -81,6 +94,7 @@ class StreamHandle:
         )
         self._content_type = check_content_type(content_type)
         self._append_retry: AppendRetry = append_retry
+        self._limits = check_limits(limits) or DEFAULT_READ_LIMITS
         self._etags = EtagCache()  # of this handle's reads, so a repeated catch-up can get a 304
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -158,6 +172,7 @@ class StreamHandle:
             result = await handle.create(content_type="text/plain", ttl=3600)
             print("created" if result.created else "already there", result.next_offset)
         """
+        self._check_open("create")
         protocol = create_headers(
             content_type=content_type or self._content_type,
             ttl=ttl,
@@ -228,7 +243,9 @@ class StreamHandle:
             result = await handle.append({"type": "token", "text": "Hel"})
             print(result.next_offset)
         """
-        json_mode = p.is_json(await self.write_content_type())
+        json_mode = p.is_json(
+            await self.write_content_type("append and close" if close else "append")
+        )
         body = encode_item(data, json_mode=json_mode)
         if json_mode:
             body = b"[" + body + b"]"
@@ -259,7 +276,7 @@ class StreamHandle:
                 "use append() for one message",
                 field="items",
             )
-        json_mode = p.is_json(await self.write_content_type())
+        json_mode = p.is_json(await self.write_content_type("append_many"))
         encoded = [encode_item(item, json_mode=json_mode) for item in items]
         if not encoded:
             raise EmptyAppendError("append_many needs at least one item")
@@ -283,6 +300,7 @@ class StreamHandle:
             result = await handle.close(final={"type": "done"})
             print(result.final_offset)
         """
+        self._check_open("close")
         if final is _MISSING:
             response = await call_with_retry(
                 self.retry,
@@ -330,6 +348,7 @@ class StreamHandle:
         params: ParamsArg = None,
         on_error: OnError | None = None,
         retry: RetryPolicy | None = None,
+        limits: ReadLimits | None = None,
     ) -> StreamRequest:
         """Read the stream from ``offset``: await it, or use it with ``async with``.
 
@@ -354,6 +373,7 @@ class StreamHandle:
         or raise to end the session with that error. Other errors (400, 404,
         410, parse errors) are raised without calling it. See
         :class:`StreamResponse` for the ways to consume the result.
+        ``limits`` replaces the handle's :class:`ReadLimits` for this read.
 
         Example::
 
@@ -362,8 +382,10 @@ class StreamHandle:
                     process(batch.items)
                     saved = batch.offset
         """
+        self._check_open("stream")
         return stream_request(
             self._transport,
+            limits=check_limits(limits) or self._limits,
             offset=offset,
             live=live,
             headers=headers,
@@ -387,12 +409,16 @@ class StreamHandle:
             info = await handle.head()
             print(info.content_type, info.next_offset, info.closed)
         """
+        self._check_open("head")
+        return await self._head(operation="head", headers=headers, params=params)
+
+    async def _head(self, *, operation: str, headers: HeadersArg, params: ParamsArg) -> StreamInfo:
         response = await call_with_retry(
             self.retry,
             lambda: self._transport.request(
-                "HEAD", operation="head", ok=(200, 204), headers=headers, params=params
+                "HEAD", operation=operation, ok=(200, 204), headers=headers, params=params
             ),
-            what=f"head {self._where}",
+            what=f"{operation} {self._where}",
         )
         found = response.headers
         content_type = found.get(p.CONTENT_TYPE)
@@ -428,6 +454,7 @@ class StreamHandle:
 
             await handle.delete()
         """
+        self._check_open("delete")
         ambiguous = False  # an earlier attempt may have deleted the stream
 
         async def attempt() -> None:
@@ -465,16 +492,27 @@ class StreamHandle:
         """
         return self._transport
 
-    async def write_content_type(self) -> str:
+    async def write_content_type(self, operation: str = "append") -> str:
         """The content type appends are sent with: the known one, else learned with one HEAD.
+
+        Errors of that HEAD name ``operation`` (the call the user made).
 
         Example::
 
             content_type = await handle.write_content_type()
         """
+        self._check_open(operation)
         if self._content_type is None:
-            await self.head()
+            await self._head(operation=operation, headers=None, params=None)
         return self._content_type or p.DEFAULT_CONTENT_TYPE
+
+    def _check_open(self, operation: str) -> None:
+        if self._transport.client.is_closed:
+            raise UsageError(
+                f"{operation}() called on a closed handle (aclose() was called or its "
+                "async with block ended); open a new StreamHandle",
+                url=self._transport.url,
+            )
 
 
 DurableStream = StreamHandle

@@ -279,7 +279,7 @@ class IdempotentProducer:
     async def _start(self) -> None:
         if self._state is not _State.NEW:
             raise ProducerError("the producer was already started")
-        content_type = await self._handle.write_content_type()
+        content_type = await self._handle.write_content_type("producer start")
         self._accumulator.begin(json_mode=p.is_json(content_type))
         self._sender.begin(content_type)
         task_group = anyio.create_task_group()

@@ -36,11 +36,20 @@ from ._errors import (
     UsageError,
     error_for_response,
 )
+from ._limits import DEFAULT_READ_LIMITS, ReadLimits
 from ._position import Position, PositionUnit, ReadPosition
 from ._redact import excerpt, redact_url
 from ._retry import RetryPolicy, is_retryable
 from ._sse import iter_sse_events
-from ._transport import DEFAULT_TIMEOUT, Transport, error_body, iter_body, read_body, release
+from ._transport import (
+    DEFAULT_TIMEOUT,
+    Transport,
+    capped,
+    error_body,
+    iter_body,
+    read_body,
+    release,
+)
 from ._types import HeadersArg, LiveMode, OnError, ParamsArg, RetryWith, ValueSource
 from ._units import (
     Skip,
@@ -49,7 +58,6 @@ from ._units import (
     check_progress,
     is_event_stream,
     json_item_groups,
-    parse_json_body,
     response_end,
     sse_unit,
 )
@@ -163,6 +171,7 @@ class ReadLoop:
         content_type: str | None,
         etags: EtagCache | None,
         retry: RetryPolicy | None = None,
+        limits: ReadLimits = DEFAULT_READ_LIMITS,
     ) -> None:
         if not (live is True or live is False or (isinstance(live, str) and live in _LIVE_MODES)):
             raise InvalidArgumentError(
@@ -192,6 +201,7 @@ class ReadLoop:
         self._params: dict[str, ValueSource] = dict(params or {})
         self._on_error = on_error
         self._etags = etags
+        self.limits = limits
         if retry is None:
             # A follower outlives a server restart: live reads retry without a limit
             # (on_error sees every failure and may stop it); catch-up reads keep a budget.
@@ -501,34 +511,50 @@ class ReadLoop:
         data: bytes | None = b""  # a 204 (a long-poll that timed out) has no body
         items = empty_items
         has_body = response.status_code != 204
-        if has_body and (body is BodyMode.CHUNKS or (body is BodyMode.JSON_ITEMS and json_mode)):
-            # Handed out as it arrives: partial units first, the rest with the position.
+        if has_body and body is not BodyMode.CHUNKS and json_mode:
+            # Whole JSON bodies are parsed while they arrive too: depth and message
+            # limits trip at once, and the raw body is bounded by max_body_bytes.
+            collected: list[Any] = []
+            whole = body is not BodyMode.JSON_ITEMS
             chunks = iter_body(response, operation, self._interruptible)
-            parts = (
-                byte_groups(chunks, skip=skip)
-                if body is BodyMode.CHUNKS
-                else json_item_groups(
-                    chunks,
-                    skip=skip,
-                    offset=self.offset,
-                    where=self._where,
-                    url=self.transport.url,
-                )
+            if whole:
+                chunks = capped(chunks, self.limits.max_body_bytes, url=self.transport.url)
+            parts = json_item_groups(
+                chunks,
+                skip=skip,
+                offset=self.offset,
+                where=self._where,
+                url=self.transport.url,
+                max_item_bytes=self.limits.max_message_bytes,
+                max_depth=self.limits.max_json_depth,
             )
             async with aclosing(parts):
                 async for part, last in parts:
+                    if whole:
+                        collected.extend(part.items or ())
+                        if last:
+                            data, items = None, collected
+                    elif last:
+                        data, items = part.data, part.items
+                    else:
+                        self.position = self.position.handed_out(part.size)
+                        yield part
+        elif has_body and body is BodyMode.CHUNKS:
+            # Handed out as it arrives: partial units first, the rest with the position.
+            chunks = iter_body(response, operation, self._interruptible)
+            byte_parts = byte_groups(chunks, skip=skip)
+            async with aclosing(byte_parts):
+                async for part, last in byte_parts:
                     if last:
                         data, items = part.data, part.items
                     else:
                         self.position = self.position.handed_out(part.size)
                         yield part
         elif has_body:
-            data = await read_body(response, operation, self._interruptible)
-            items = (
-                parse_json_body(data, offset=self.offset, where=self._where, url=self.transport.url)
-                if json_mode
-                else None
+            data = await read_body(
+                response, operation, self._interruptible, limit=self.limits.max_body_bytes
             )
+            items = None
         unit = Unit(data=data, items=items, end=end)
         check_progress(unit, response, offset=self.offset, where=self._where)
         etag = response.headers.get(p.ETAG)
@@ -554,7 +580,11 @@ class ReadLoop:
         controls = 0
         delivered = False
         started = anyio.current_time()
-        events = iter_sse_events(iter_body(response, "read (sse)", self._interruptible))
+        events = iter_sse_events(
+            iter_body(response, "read (sse)", self._interruptible),
+            max_line_bytes=self.limits.max_sse_line_bytes,
+            max_event_bytes=self.limits.max_sse_line_bytes,
+        )
         try:
             async for event in events:
                 if event.event == "data":

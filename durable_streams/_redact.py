@@ -11,8 +11,10 @@ turning on logging never prints a token from a stream URL.
 
 from __future__ import annotations
 
+import base64
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -28,6 +30,9 @@ __all__ = [
     "is_secret_header",
     "redact_headers",
     "redact_url",
+    "request_secrets",
+    "scrub",
+    "scrub_exception",
 ]
 
 BODY_EXCERPT_CHARS = 200
@@ -67,9 +72,68 @@ def is_secret_header(name: str) -> bool:
     return any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
+#: Response headers whose value is a URL: a server may echo the request's token in them.
+_URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})
+
+
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with credential-bearing values replaced."""
-    return {k.lower(): (REDACTED if is_secret_header(k) else v) for k, v in headers.items()}
+    """A copy of ``headers`` with credential-bearing values replaced and URL values redacted."""
+    redacted: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if is_secret_header(key):
+            redacted[key] = REDACTED
+        elif key in _URL_HEADERS:
+            redacted[key] = redact_url(value)
+        else:
+            redacted[key] = value
+    return redacted
+
+
+def request_secrets(request: httpx.Request | None) -> tuple[str, ...]:
+    """Every credential ``request`` carries: the URL's user info and non-protocol query
+    values, and the values of credential headers (with their ``Basic``/``Bearer`` parts)."""
+    if request is None:
+        return ()
+    found: set[str] = set()
+    url = request.url
+    if url.password:
+        found.add(url.password)
+        found.add(base64.b64encode(f"{url.username}:{url.password}".encode()).decode())
+    for key, value in url.params.multi_items():
+        if key not in p.PROTOCOL_PARAMS and value:
+            found.add(value)
+    for name, value in request.headers.items():
+        if is_secret_header(name) and value:
+            found.add(value)
+            found.update(part for part in value.split() if len(part) >= 4)
+    # Longest first, so a value is replaced whole before any part of it.
+    return tuple(sorted((secret for secret in found if len(secret) >= 3), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret (and its URL-quoted form) replaced."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+        quoted = quote(secret, safe="")
+        if quoted != secret and quoted in text:
+            text = text.replace(quoted, REDACTED)
+    return text
+
+
+def scrub_exception(exc: BaseException, request: httpx.Request | None) -> BaseException:
+    """Make ``exc`` (an httpx exception kept as a cause) safe to keep: drop the request
+    it references and the exceptions it chains (their messages may quote a header
+    value), and remove the request's secrets from its message."""
+    secrets = request_secrets(request)
+    if isinstance(exc, httpx.HTTPError):
+        exc.request = None  # type: ignore[assignment]  # httpx's setter; its getter then raises
+    exc.args = tuple(scrub(str(arg), secrets) if isinstance(arg, str) else arg for arg in exc.args)
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True
+    return exc
 
 
 def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
@@ -96,6 +160,48 @@ class _HttpxLogRedactor(logging.Filter):
         return True
 
 
-_httpx_logger = logging.getLogger("httpx")
-if not any(isinstance(f, _HttpxLogRedactor) for f in _httpx_logger.filters):
-    _httpx_logger.addFilter(_HttpxLogRedactor())
+#: The credentials of the request the SDK is sending (set next to ``SENDING``).
+SENDING_SECRETS: ContextVar[tuple[str, ...]] = ContextVar(
+    "durable_streams_sending_secrets", default=()
+)
+
+# ``(b'Location', b'http://...')`` in httpcore's trace of response headers.
+_HEADER_TUPLE = re.compile(r"\(b'([^']*)', b'((?:[^'\\]|\\.)*)'\)")
+
+
+class _HttpcoreLogRedactor(logging.Filter):
+    """Redacts httpcore's DEBUG traces of the SDK's requests: response header values that
+    are credentials or URLs, and any credential of the request (in exception texts)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not SENDING.get():
+            return True
+        message = record.getMessage()
+        redacted = _HEADER_TUPLE.sub(_redact_header_tuple, message)
+        redacted = scrub(redacted, SENDING_SECRETS.get())
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+def _redact_header_tuple(match: re.Match[str]) -> str:
+    name = match.group(1)
+    value = match.group(2)
+    if is_secret_header(name):
+        value = REDACTED
+    elif name.lower() in _URL_HEADERS:
+        value = redact_url(value)
+    return f"(b'{name}', b'{value}')"
+
+
+def _install(name: str, kind: type[logging.Filter]) -> None:
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(kind())
+
+
+_install("httpx", _HttpxLogRedactor)
+# httpcore logs on these child loggers; a filter on the parent would not see their records.
+for _name in ("connection", "http11", "http2", "proxy", "socks", "connection_pool"):
+    _install(f"httpcore.{_name}", _HttpcoreLogRedactor)

@@ -30,12 +30,13 @@ import pydantic
 
 from ._codec import loads_json
 from ._errors import ParseError, UsageError, ValidationError
+from ._limits import DEFAULT_READ_LIMITS, ReadLimits
 from ._models import Batch
 from ._position import Position, ReadPosition
 from ._read_loop import BodyMode, EtagCache, ReadLoop
 from ._redact import excerpt, redact_url
 from ._retry import RetryPolicy
-from ._transport import Transport
+from ._transport import Transport, body_too_large
 from ._types import HeadersArg, LiveMode, OnError, ParamsArg
 from ._units import Unit
 
@@ -404,10 +405,16 @@ class StreamResponse:
 
     async def _accumulate(self) -> bytes:
         parts: list[bytes] = []
+        size = 0
+        limit = self._loop.limits.max_body_bytes
         async with aclosing(self._batches(until_caught_up=True)) as batches:
             async for batch in batches:
                 if len(batch):  # an empty batch says "caught up" or "closed"
-                    parts.append(batch.data)
+                    data = batch.data
+                    size += len(data)
+                    if size > limit:
+                        raise body_too_large(limit, url=self._loop.transport.url)
+                    parts.append(data)
         if self._loop.json_mode:
             return _merge_json_arrays(parts)
         return b"".join(parts)
@@ -518,6 +525,7 @@ def stream_request(
     etags: EtagCache | None,
     owns_transport: bool,
     retry: RetryPolicy | None = None,
+    limits: ReadLimits = DEFAULT_READ_LIMITS,
 ) -> StreamRequest:
     """The awaitable/context manager behind ``handle.stream()`` and ``stream()``."""
 
@@ -533,6 +541,7 @@ def stream_request(
                 content_type=content_type,
                 etags=etags,
                 retry=retry,
+                limits=limits,
             )
             await loop.start()
         except BaseException:

@@ -52,8 +52,10 @@ class RetryPolicy(BaseModel):
 
     Delays grow exponentially from ``initial_delay`` by ``multiplier`` up to
     ``max_delay``, each one drawn uniformly from ``[0, bound]`` (full jitter). A
-    ``Retry-After`` header is a floor for the next delay, capped at
-    ``max_retry_after``. The policy gives up after ``max_attempts`` attempts in
+    ``Retry-After`` header is a floor for the next delay; one above
+    ``max_retry_after`` (or one that would end past ``max_elapsed``) fails at once
+    with the error that carried it (``error.retry_after`` says how long it asked).
+    The policy gives up after ``max_attempts`` attempts in
     all (the first one included) or when the next attempt would start more than
     ``max_elapsed`` seconds after the first one, whichever comes first; ``None``
     turns a limit off.
@@ -158,7 +160,11 @@ class Backoff:
         delay = float(self._wait(state))
         retry_after = error.retry_after if isinstance(error, StatusError) else None
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self._policy.max_retry_after))
+            if retry_after > self._policy.max_retry_after:
+                # Sleeping less than asked would only be refused again, and sleeping
+                # as asked could be days: give up now (the error has ``retry_after``).
+                return None
+            delay = max(delay, retry_after)
         limit = self._policy.max_elapsed
         if limit is not None and state.outcome_timestamp - state.start_time + delay > limit:
             return None  # the next attempt would start past the deadline

@@ -217,7 +217,9 @@ class SSEDecoder:
         # Drop what was buffered so a caller that catches this holds no memory.
         self._partial = bytearray()
         self._reset_event()
-        raise ParseError(f"SSE line exceeds max_line_bytes={self._max_line} ({size} bytes)")
+        raise ParseError(
+            f"SSE line exceeds max_sse_line_bytes={self._max_line} (at least {size} bytes)"
+        )
 
 
 async def iter_sse_events(chunks: AsyncIterable[bytes], **limits: int) -> AsyncIterator[SSEEvent]:

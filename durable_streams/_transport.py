@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TypeAlias
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -24,10 +24,13 @@ from . import _protocol as p
 from ._errors import (
     DurableStreamError,
     InvalidArgumentError,
+    ParseError,
+    RequestTimeoutError,
+    UsageError,
     error_for_exception,
     error_for_response,
 )
-from ._redact import SENDING, redact_url
+from ._redact import SENDING, SENDING_SECRETS, excerpt, redact_url, request_secrets
 from ._retry import RetryPolicy
 from ._types import HeadersArg, ParamsArg, ValueSource
 
@@ -132,16 +135,19 @@ class _Values:
         return bool(self.static or self.dynamic)
 
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+# Full matches: "$" would also match before a trailing "\n", letting a line break through.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def is_header_name(name: str) -> bool:
-    return _HEADER_NAME.match(name) is not None
+    """A token (RFC 9110): no space, colon, CR, LF or NUL anywhere."""
+    return _HEADER_NAME.fullmatch(name) is not None
 
 
 def is_header_value(value: str) -> bool:
-    return _HEADER_VALUE.match(value) is not None
+    """Printable ASCII and tabs only: no CR, LF or NUL anywhere (no header injection)."""
+    return _HEADER_VALUE.fullmatch(value) is not None
 
 
 def _timeout(value: object) -> httpx.Timeout | None:
@@ -170,18 +176,49 @@ def check_url(url: object) -> tuple[str, httpx.URL]:
         raise InvalidArgumentError(
             f"stream URL must be a str, not {type(url).__name__}", field="url"
         )
-    try:
-        parts = urlsplit(url)
-        parsed = httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
+    problem = _url_problem(url)
+    parsed: httpx.URL | None = None
+    if problem is None:
+        try:
+            parsed = httpx.URL(url)
+            if not parsed.host:
+                problem = "it has no host"
+        except (ValueError, TypeError, OverflowError, httpx.InvalidURL):
+            # httpx's message may quote the URL, password included: never shown.
+            problem = "httpx cannot parse it"
+    if problem is not None or parsed is None:
         raise InvalidArgumentError(
-            f"invalid stream URL {redact_url(url)}: {exc}", field="url"
-        ) from None
-    if parts.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidArgumentError(
-            f"stream URL must be an absolute http(s) URL, not {redact_url(url)}", field="url"
+            f"invalid stream URL {_safe_url(url)}: {problem}; expected an absolute "
+            "http(s) URL such as http://127.0.0.1:4437/v1/stream/name",
+            field="url",
         )
     return url, parsed
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a stream URL, or None (checked before httpx parses it)."""
+    if not url.isprintable() or any(c in url for c in " \t\r\n\x00"):
+        return "it contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0-65535
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    if parts.scheme not in ("http", "https"):
+        return "its scheme is not http or https"
+    if not parts.hostname:
+        return "it has no host"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    return None
+
+
+def _safe_url(url: str) -> str:
+    """``url`` for a message: redacted, and clipped/escaped when it is not even a URL."""
+    try:
+        return excerpt(redact_url(url), 200)
+    except Exception:
+        return "<unparsable URL>"
 
 
 class Transport:
@@ -292,16 +329,25 @@ class Transport:
         ``MAX_BUFFERED_BODY`` bytes; use ``stream=True`` for reads of stream data.
         """
         if self.client.is_closed:
-            raise DurableStreamError(
-                f"{operation} failed: the HTTP client is closed (the handle was closed with "
-                "aclose() or its async with block ended)",
+            raise UsageError(
+                f"{operation} failed: the handle's HTTP client is closed (the handle was "
+                "closed with aclose() or its async with block ended); open a new StreamHandle",
                 url=request.url,
             )
+        deadline = header_deadline(request)
+        failure: DurableStreamError | None = None
         try:
-            sending = SENDING.set(True)  # httpx's log line for this request is redacted
+            # httpx's and httpcore's log lines for this request are redacted.
+            sending = SENDING.set(True)
+            secrets = SENDING_SECRETS.set(request_secrets(request))
             try:
-                response = await self.client.send(request, stream=True)
+                # httpx's timeouts apply per socket operation: a server sending its
+                # headers a byte at a time would never trip them. One deadline covers
+                # the whole header phase.
+                with anyio.fail_after(deadline):
+                    response = await self.client.send(request, stream=True)
             finally:
+                SENDING_SECRETS.reset(secrets)
                 SENDING.reset(sending)
             if stream:
                 return response
@@ -309,8 +355,18 @@ class Transport:
                 body = await _read_capped(response, MAX_BUFFERED_BODY)
             finally:
                 await response.aclose()
+        except TimeoutError:
+            failure = RequestTimeoutError(
+                f"{operation} timed out: no complete response headers within {deadline:g}s "
+                f"(the sum of the connect, write and read timeouts) from {redact_url(request.url)}",
+                url=request.url,
+            )
         except httpx.HTTPError as exc:
-            raise error_for_exception(exc, operation=operation, url=request.url) from exc
+            failure = error_for_exception(exc, operation=operation, url=request.url)
+        if failure is not None:
+            # Raised outside the except block: the httpx exception (scrubbed) is the
+            # cause, and no unscrubbed exception hangs on as __context__.
+            raise failure
         # A hostile server cannot make a write-path response use unbounded memory: these
         # responses carry no data, and error bodies are only excerpted. The capped body
         # becomes the content of an equivalent, fully read response.
@@ -382,14 +438,45 @@ async def iter_body(
 
 
 async def read_body(
-    response: httpx.Response, operation: str, interruptible: Interruptible
+    response: httpx.Response,
+    operation: str,
+    interruptible: Interruptible,
+    *,
+    limit: int | None = None,
 ) -> bytes:
-    """The whole body, with httpx failures turned into typed (retryable) errors."""
-    try:
-        with interruptible():
-            return await response.aread()
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+    """The whole body, with httpx failures turned into typed (retryable) errors.
+
+    More than ``limit`` decoded bytes is a :class:`ParseError` naming
+    ``max_body_bytes``, raised as soon as the limit is passed.
+    """
+    buffer = bytearray()  # grown in place: one copy of the body, not a list plus a join
+    async for chunk in capped(
+        iter_body(response, operation, interruptible), limit, url=response.request.url
+    ):
+        buffer += chunk
+    return bytes(buffer)
+
+
+async def capped(
+    chunks: AsyncIterator[bytes], limit: int | None, *, url: str | httpx.URL
+) -> AsyncGenerator[bytes, None]:
+    """``chunks``, raising :class:`ParseError` once more than ``limit`` bytes came."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise body_too_large(limit, url=url)
+        yield chunk
+
+
+def body_too_large(limit: int, *, url: str | httpx.URL) -> ParseError:
+    """The error of a whole-response read past ``ReadLimits.max_body_bytes``."""
+    return ParseError(
+        f"read response is larger than max_body_bytes={limit}: whole-response reads "
+        "(async for batch, body(), text(), json()) hold it in memory; use iter_bytes() or "
+        "iter_json() to stream any size, or raise ReadLimits(max_body_bytes=...)",
+        url=url,
+    )
 
 
 async def error_body(response: httpx.Response) -> bytes:
@@ -414,6 +501,23 @@ async def release(response: httpx.Response) -> None:
     # Shielded: a cancelled reader must still give its connection back.
     with anyio.CancelScope(shield=True):
         await response.aclose()
+
+
+def header_deadline(request: httpx.Request) -> float:
+    """Seconds allowed from sending ``request`` to having all response headers.
+
+    The connect, write and read timeouts of the request added up (a live request's
+    read timeout already outlasts the server's wait); pool waits are bounded by
+    httpx's pool timeout on their own. A phase without a timeout means no deadline.
+    """
+    timeouts = request.extensions.get("timeout") or {}
+    total = 0.0
+    for phase in ("connect", "write", "read"):
+        value = timeouts.get(phase)
+        if value is None:
+            return float("inf")  # the caller turned this timeout off: so is the deadline
+        total += float(value)
+    return max(total, 0.001)
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:

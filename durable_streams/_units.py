@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from . import _protocol as p
-from ._codec import JsonArraySplitter, loads_json_array
+from ._codec import MAX_JSON_DEPTH, JsonArraySplitter, loads_json_array
 from ._errors import ParseError, ServerError
 from ._position import ReadPosition
 from ._redact import excerpt
@@ -181,7 +181,14 @@ async def byte_groups(
 
 
 async def json_item_groups(
-    chunks: AsyncIterator[bytes], *, skip: Skip, offset: str, where: str, url: str
+    chunks: AsyncIterator[bytes],
+    *,
+    skip: Skip,
+    offset: str,
+    where: str,
+    url: str,
+    max_item_bytes: int = p.MAX_MESSAGE_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
 ) -> AsyncGenerator[tuple[Unit, bool], None]:
     """A JSON body's items as they parse, in ``(partial unit, last)`` groups (bounded memory).
 
@@ -189,7 +196,7 @@ async def json_item_groups(
     offset with the same items. The last group (``last=True``) comes once the
     body has ended, possibly empty.
     """
-    splitter = JsonArraySplitter()
+    splitter = JsonArraySplitter(max_item_bytes=max_item_bytes, max_depth=max_depth)
     async for chunk in chunks:
         try:
             items = skip.items(splitter.feed(chunk))

@@ -77,8 +77,9 @@ def test_byte_streams_reject_other_values(value: object) -> None:
 def test_empty_items_are_refused(value: object, json_mode: bool) -> None:
     with pytest.raises(EmptyAppendError) as caught:
         encode_item(value, json_mode=json_mode)
-    assert caught.value.status == 400
-    assert caught.value.code == "UNEXPECTED_STATUS"
+    # Refused locally: nothing was sent, so no status; the code of a client-side refusal.
+    assert caught.value.status is None
+    assert caught.value.code == "INVALID_ARGUMENT"
 
 
 @pytest.mark.parametrize("value", [object(), float("nan"), {"x": [float("-inf")]}, {"x": object()}])
@@ -179,6 +180,6 @@ def test_an_item_over_the_limit_is_refused_before_the_body_ends() -> None:
             splitter.feed(b"a, b, " * 10)  # commas inside the string never cut it
             fed += 60
 
-    with pytest.raises(ValueError, match="larger than 1000 bytes"):
+    with pytest.raises(ValueError, match="larger than max_message_bytes=1000"):
         feed_until_refused()
     assert fed <= 2 * (1000 + 64)  # the buffer is checked each time it doubles

@@ -117,10 +117,11 @@ def test_full_jitter_stays_within_the_exponential_bound() -> None:
     assert seen_high  # jitter spans the range
 
 
-def test_retry_after_is_a_floor_capped_by_max_retry_after() -> None:
+def test_retry_after_is_a_floor_and_one_beyond_max_retry_after_gives_up() -> None:
     backoff = RetryPolicy(initial_delay=0.01, max_delay=0.02, max_retry_after=10).backoff()
     assert backoff.next_delay(rate_limited("3")) == 3.0
-    assert backoff.next_delay(rate_limited("3600")) == 10.0
+    # Waiting less than asked would be refused again; waiting as asked is too long.
+    assert backoff.next_delay(rate_limited("3600")) is None
     delay = backoff.next_delay(rate_limited())
     assert delay is not None
     assert delay <= 0.02

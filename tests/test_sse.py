@@ -243,7 +243,7 @@ def test_line_at_the_limit_is_accepted() -> None:
 
 
 def test_overlong_complete_line_raises_parse_error() -> None:
-    with pytest.raises(ParseError, match="max_line_bytes=100"):
+    with pytest.raises(ParseError, match="max_sse_line_bytes=100"):
         decode_whole(b"data: " + b"x" * 95 + b"\n\n", max_line_bytes=100)
 
 

@@ -252,7 +252,7 @@ async def test_json_item_groups_drop_the_items_handed_out_before_a_retry(skip: i
     items = [{"n": n, "pad": "x" * 2000} for n in range(1000)]  # ~2 MB: several groups
     body = json.dumps(items).encode()
     chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-    where = {"offset": OFFSET, "where": URL, "url": URL}
+    where: dict[str, Any] = {"offset": OFFSET, "where": URL, "url": URL}
     result = await groups(json_item_groups(feed(*chunks), skip=Skip(skip), **where))
     assert [item for group, _ in result for item in group] == items[skip:]
     assert [last for _, last in result].count(True) == 1
@@ -263,7 +263,7 @@ async def test_json_item_groups_drop_the_items_handed_out_before_a_retry(skip: i
 
 @pytest.mark.anyio
 async def test_json_item_groups_report_invalid_json_with_the_offset() -> None:
-    where = {"offset": OFFSET, "where": URL, "url": URL}
+    where: dict[str, Any] = {"offset": OFFSET, "where": URL, "url": URL}
     with pytest.raises(ParseError, match="invalid JSON") as caught:
         await groups(json_item_groups(feed(b'[{"a": 1}, {'), skip=Skip(0), **where))
     assert caught.value.offset == OFFSET

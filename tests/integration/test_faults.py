@@ -149,14 +149,16 @@ async def test_retries_stop_at_max_attempts(
     assert len(delays) == 3  # four attempts in all
 
 
-async def test_retry_after_is_capped_by_the_policy(
+async def test_retry_after_beyond_the_policy_cap_fails_at_once(
     stream_url: str, faults: ReferenceServer, delays: list[float]
 ) -> None:
     policy = RetryPolicy(max_delay=0.5, max_retry_after=3)
     async with StreamHandle(stream_url, retry=policy) as handle:
         faults.inject_fault(stream_url, method="PUT", status=429, retryAfter=3600)
-        await handle.create()
-    assert delays == [3]
+        with pytest.raises(RateLimitedError) as caught:
+            await handle.create()
+    assert caught.value.retry_after == 3600
+    assert delays == []
 
 
 async def test_disabled_policy_raises_the_first_error(

@@ -18,6 +18,7 @@ from durable_streams import (
     EmptyAppendError,
     GoneError,
     InvalidArgumentError,
+    InvalidJsonError,
     NotFoundError,
     SequenceConflictError,
     StreamClosedError,
@@ -287,7 +288,7 @@ async def test_empty_appends_fail_locally(handle: StreamHandle) -> None:
     for empty in (b"", ""):
         with pytest.raises(EmptyAppendError) as caught:
             await handle.append(empty)
-        assert caught.value.status == 400
+        assert caught.value.status is None  # refused locally: nothing was sent
     with pytest.raises(EmptyAppendError):
         await handle.append_many([])
     assert (await handle.head()).next_offset == tail
@@ -298,7 +299,8 @@ async def test_invalid_json_text_is_a_400(handle: StreamHandle) -> None:
     with pytest.raises(BadRequestError) as caught:
         await handle.append("{not json")
     assert caught.value.status == 400
-    assert caught.value.code == "UNEXPECTED_STATUS"
+    assert isinstance(caught.value, InvalidJsonError)
+    assert caught.value.code == "PARSE_ERROR"
 
 
 async def test_stream_seq_must_increase(handle: StreamHandle) -> None:

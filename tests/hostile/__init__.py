@@ -1,0 +1,1 @@
+"""Hostile-server tests: misbehaving raw-socket servers against the public API (subprocess)."""

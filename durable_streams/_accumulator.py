@@ -87,6 +87,7 @@ class ProducerBatch:
         "epoch",
         "error",
         "first_index",
+        "gap_renumbers",
         "id",
         "items",
         "json_mode",
@@ -116,6 +117,7 @@ class ProducerBatch:
         self.epoch = -1
         self.seq = -1
         self.maybe_stored = False  # an attempt under the current tuple failed ambiguously
+        self.gap_renumbers = 0  # times a sequence gap sent it to a new epoch (bounded)
         self.response: httpx.Response | None = None
         self.error: DurableStreamError | None = None
         # Set by the sender (anyio events): once this dispatch's first attempt wrote its

@@ -77,6 +77,7 @@ from ._errors import (
     GoneError,
     InvalidItemError,
     NotFoundError,
+    ParseError,
     ProducerError,
     ProducerIdentityError,
     ProducerSequenceGapError,
@@ -101,6 +102,10 @@ MAX_TAKEOVERS = 3
 
 #: Pause before the second and later takeovers (doubling, capped at 1 s).
 TAKEOVER_PAUSE = 0.05
+
+#: Times one batch may be sent to a new epoch because of sequence gaps before it fails
+#: (a server that keeps answering 409 must not make the producer loop forever).
+MAX_GAP_RENUMBERS = 3
 
 _last_auto_epoch = 0
 
@@ -462,6 +467,32 @@ class Sender:
             except Exception:
                 logger.exception("producer %r: on_error raised", self.producer_id)
 
+    def _impossible_gap(
+        self, batch: ProducerBatch, error: ProducerSequenceGapError
+    ) -> ParseError | None:
+        """A protocol error if a 409 gap cannot be true for ``batch``, else None.
+
+        A gap means the server expects an earlier seq than the one sent: an expected
+        seq that is negative, at or above the one sent, or past 2**53-1, or a received
+        seq other than the one sent, is a broken (or hostile) server, not a gap.
+        """
+        expected, received = error.expected_seq, error.received_seq
+        problem = None
+        if expected is not None and not 0 <= expected < batch.seq:
+            problem = f"expected seq {expected} for seq {batch.seq}"
+        elif received is not None and received != batch.seq:
+            problem = f"received seq {received} for seq {batch.seq}"
+        if problem is None:
+            return None
+        impossible = ParseError(
+            f"producer {self.producer_id!r}: the server answered a sequence gap that cannot "
+            f"be ({problem} of epoch {batch.epoch}); nothing more is sent",
+            status=error.status,
+            url=self._transport.url,
+        )
+        impossible.__cause__ = error
+        return impossible
+
     def _fence(self, error: DurableStreamError) -> None:
         """Nothing more is sent: this error fails every later batch and append."""
         self._acc.set_fatal(error)
@@ -484,7 +515,12 @@ class Sender:
         while True:
             try:
                 response = await self._post(batch)
-            except ProducerSequenceGapError:
+            except ProducerSequenceGapError as error:
+                impossible = self._impossible_gap(batch, error)
+                if impossible is not None:
+                    self._fence(impossible)
+                    await self._fail(batch, impossible)
+                    return
                 self._sequence_gaps += 1
                 if not gap_seen:
                     self._narrow()
@@ -492,11 +528,30 @@ class Sender:
                 if self._epoch_change or self._claim_epoch is not None or gap_seen:
                     # An earlier batch failed or moved to a new epoch, or the server
                     # forgot this producer (a gap with nothing earlier pending).
+                    if batch.gap_renumbers >= MAX_GAP_RENUMBERS:
+                        self._epoch_change = True  # later batches cannot land after it
+                        self._change_reason = self._change_reason or "a batch failed"
+                        await self._fail(batch, error)
+                        return
+                    await _retry.sleep(min(TAKEOVER_PAUSE * 2**batch.gap_renumbers, 1.0))
+                    batch.gap_renumbers += 1
                     self._requeue(batch, "a sequence gap with nothing earlier pending")
                     return
                 gap_seen = True
                 continue
             except StaleEpochError as error:
+                epoch = error.current_epoch
+                if epoch is not None and not 0 <= epoch < p.MAX_SAFE_INTEGER:
+                    impossible = ParseError(
+                        f"producer {self.producer_id!r}: the server fenced epoch {batch.epoch} "
+                        f"with an impossible current epoch {epoch} (not in 0..2**53-2)",
+                        status=error.status,
+                        url=self._transport.url,
+                    )
+                    impossible.__cause__ = error
+                    self._fence(impossible)
+                    await self._fail(batch, impossible)
+                    return
                 if error.current_epoch is not None and self._may_take_over():
                     await self._pause_before_takeover()
                     if batch.maybe_stored:

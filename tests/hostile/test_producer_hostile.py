@@ -42,18 +42,19 @@ def _run_producer(handler: object, **producer: object):  # type: ignore[no-untyp
 
 
 def test_negative_expected_seq_is_a_protocol_error_not_a_gap() -> None:
+    # The producer's flush error aggregates the batch failures and takes their code.
     report = _run_producer(_gap("-5"))
-    check(report, error="ParseError", max_requests=3, max_wall_s=5)
+    check(report, error="ProducerFlushError", code="PARSE_ERROR", max_requests=3, max_wall_s=5)
 
 
 def test_expected_seq_ahead_of_what_was_sent_is_a_protocol_error() -> None:
     report = _run_producer(_gap("1000"))
-    check(report, error="ParseError", max_requests=3, max_wall_s=5)
+    check(report, error="ProducerFlushError", code="PARSE_ERROR", max_requests=3, max_wall_s=5)
 
 
 def test_expected_seq_above_2_53_is_a_protocol_error() -> None:
     report = _run_producer(_gap(str(2**60)))
-    check(report, error="ParseError", max_requests=3, max_wall_s=5)
+    check(report, error="ProducerFlushError", code="PARSE_ERROR", max_requests=3, max_wall_s=5)
 
 
 def test_endless_sane_gaps_are_bounded_and_fail_typed() -> None:

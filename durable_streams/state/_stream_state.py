@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -40,6 +40,8 @@ from ._snapshots import Snapshot, SnapshotStore
 __all__ = ["StateBatch", "StateClosedError", "StreamState", "TxidTimeoutError"]
 
 logger = logging.getLogger("durable_streams.state")
+
+_S = TypeVar("_S", bound="StreamState")
 
 
 class TxidTimeoutError(StateError, TimeoutError):
@@ -188,6 +190,7 @@ class StreamState:
         self._error: BaseException | None = None
         self._closed = False
         self._following = False
+        self._ended = anyio.Event()  # set when a follower stops (EOF, error or cancelled)
         self._task_group: TaskGroup | None = None
         self._reading = anyio.Lock()
         self._last_save = time.monotonic()
@@ -251,7 +254,7 @@ class StreamState:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> StreamState:
+    async def __aenter__(self: _S) -> _S:
         if self._task_group is not None:
             raise UsageError("this StreamState is already entered")
         await self.preload()
@@ -355,6 +358,23 @@ class StreamState:
         finally:
             self._following = False
             self._stop()
+            self._ended.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the follower stops: the stream closed and was read to its end (EOF).
+
+        Raises the follower's error if its read failed.
+
+        Example::
+
+            async with ChatRoom(handle) as room:
+                await room.wait_closed()   # returns once the room's stream is closed
+        """
+        if not self._following and not self._ended.is_set():
+            raise UsageError("wait_closed() needs a following view (async with, or follow())")
+        await self._ended.wait()
+        if self._error is not None:
+            raise self._error
 
     async def _restore(self) -> None:
         if self._restored:
@@ -381,22 +401,25 @@ class StreamState:
         async with request as res:
             boundary = res.offset
             async for item in res.iter_json():
-                if apply(item):
+                valid = apply(item)
+                count += 1
+                self._applied += 1
+                ended = res.offset != boundary  # that item ended a response
+                if ended:
+                    boundary = res.offset
+                    self._start, self._index = res.position, 0
+                else:
+                    self._index += 1
+                if valid:
                     headers = item.get("headers") if type(item) is dict else None
                     txid = headers.get("txid") if type(headers) is dict else None
                     if type(txid) is str:
                         new_txids.append(txid)
-                    if on_event is not None:
+                    if on_event is not None:  # the view already includes the message
                         await _call(on_event, parse_message(item))
-                count += 1
-                self._applied += 1
-                if res.offset == boundary:  # more of this response to come
-                    self._index += 1
-                    continue
-                boundary = res.offset  # that item ended a response
-                self._start, self._index = res.position, 0
-                await self._end_of_response(count, res.up_to_date, new_txids)
-                new_txids, count = [], 0
+                if ended:
+                    await self._end_of_response(count, res.up_to_date, new_txids)
+                    new_txids, count = [], 0
             self._start, self._index = res.position, 0  # e.g. an empty response at the tail
             self._closed = res.closed
             if count or new_txids:

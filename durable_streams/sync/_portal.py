@@ -62,6 +62,7 @@ class _Loop:
         self.manager: AbstractContextManager[BlockingPortal] | None = None
         self.stopped = False
         self.producers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.orphans: list[object] = []  # the loops of parent processes (after fork)
 
     def get(self) -> BlockingPortal:
         portal = self.portal
@@ -97,8 +98,14 @@ class _Loop:
         manager.__exit__(None, None, None)
 
     def forget(self) -> None:
-        """In a forked child: the parent's loop thread does not exist here."""
+        """In a forked child: the parent's loop thread does not exist here.
+
+        Its portal and context manager are kept referenced for good: collecting the
+        manager would run its cleanup, which waits for the missing thread forever.
+        """
         self.lock = threading.Lock()
+        if self.manager is not None:
+            self.orphans.append((self.portal, self.manager))
         self.portal = self.manager = self.token = None
         self.producers = weakref.WeakSet()
 

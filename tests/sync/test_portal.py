@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -61,3 +63,28 @@ def test_errors_raised_by_the_task_reach_the_caller() -> None:
 
     with pytest.raises(UsageError, match="from the loop"):
         call(boom)
+
+
+def test_a_forked_child_starts_its_own_loop() -> None:
+    async def answer() -> int:
+        return 42
+
+    assert call(answer) == 42  # the parent's loop is running
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's loop thread does not exist here
+        try:
+            code = 0 if call(answer) == 42 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        threading.Event().wait(0.05)  # polling a child process: no event to wait on
+    assert os.waitstatus_to_exitcode(status) == 0

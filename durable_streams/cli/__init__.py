@@ -12,6 +12,7 @@ Example::
     main(["tail", "-f", "http://127.0.0.1:4437/v1/stream/chat"])
 """
 
-from ._app import EXIT_CODES, cli, exit_code_for, main
+from ._app import cli, main
+from ._conventions import EXIT_CODES, exit_code_for
 
 __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]

@@ -22,7 +22,7 @@ from durable_streams import (
     StreamResponse,
 )
 
-from ._app import EXIT_INTERRUPTED, Settings
+from ._conventions import EXIT_INTERRUPTED, Settings
 from ._output import Progress, Writer, output_mode
 
 __all__ = ["append", "close", "create", "delete", "head", "read"]

@@ -11,7 +11,7 @@ import pytest
 
 import durable_streams as ds
 from durable_streams.cli import EXIT_CODES, exit_code_for, main
-from durable_streams.cli._app import Settings
+from durable_streams.cli._conventions import Settings
 
 
 def run_main(args: list[str]) -> int:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
 
-from benchmarks import _consumer, _fanout, _live, _producer, _reads, _requests, _state
+from benchmarks import _consumer, _fanout, _live, _producer, _reads, _requests, _state, _sync
 from benchmarks._harness import (
     FULL,
     QUICK,
@@ -53,6 +53,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "fanout": ("7 fan-out to concurrent live readers", _fanout.fanout),
     "consumer": ("8 consumer with SQLite checkpoints", _consumer.consumer_throughput),
     "state": ("9 State Protocol materializing", _state.state_materialize),
+    "sync": ("10 sync API overhead per append", _sync.sync_append_latency),
 }
 
 #: Long enough that no live read in the tail and fan-out scenarios times out mid-sample.

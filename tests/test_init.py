@@ -71,3 +71,39 @@ def test_every_error_class_has_a_direct_drawn_parent() -> None:
         bases = [b for b in getattr(_errors, name).__bases__ if issubclass(b, Exception)]
         sdk_bases = [b for b in bases if issubclass(b, _errors.DurableStreamError)]
         assert [b.__name__ for b in sdk_bases] == [parent]
+
+
+def test_lazy_exports_match_the_type_checking_imports() -> None:
+    """``__getattr__`` loads names from ``_EXPORTS``; type checkers read the imports under
+    ``TYPE_CHECKING``. Both must name the same modules and names, and ``__all__`` all of them."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(durable_streams))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        (f".{node.module}", alias.name)
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    lazy = {(module, name) for module, names in durable_streams._EXPORTS.items() for name in names}
+    assert imported == lazy
+    assert {name for _, name in lazy} | {"__version__"} == set(durable_streams.__all__)
+
+
+def test_importing_the_package_loads_no_dependency() -> None:
+    """``import durable_streams`` stays cheap (the CLI's ``--help`` depends on it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, durable_streams; "
+        "print(sorted(m for m in ('httpx', 'pydantic', 'anyio') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,263 @@
+"""The one background event loop of the sync API, and blocking calls into it.
+
+Every sync object runs the async core on a single event loop thread shared by
+the whole process (an anyio blocking portal on asyncio). It starts on first
+use, restarts in a forked child, and stops at interpreter exit after the open
+producers were flushed. A blocking call waits for its task; if the wait ends
+early (``KeyboardInterrupt``, a :func:`fail_after` deadline), the task is
+cancelled and the call returns only once it has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from durable_streams import RequestTimeoutError, UsageError
+
+__all__ = [
+    "call",
+    "fail_after",
+    "get_portal",
+    "get_token",
+    "register_producer",
+    "run_sync",
+    "stop_cancelled",
+]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("durable_streams")
+
+#: How long a cancelled call, or the flush of an open producer at exit, may take to stop.
+STOP_TIMEOUT = 10.0
+
+_deadline: ContextVar[float | None] = ContextVar("durable_streams_sync_deadline", default=None)
+
+
+class _Loop:
+    """The process's portal: started lazily under a lock, stopped once at exit."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.portal: BlockingPortal | None = None
+        self.token: anyio.lowlevel.EventLoopToken | None = None
+        self.manager: AbstractContextManager[BlockingPortal] | None = None
+        self.stopped = False
+        self.producers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.orphans: list[object] = []  # the loops of parent processes (after fork)
+
+    def get(self) -> BlockingPortal:
+        portal = self.portal
+        if portal is not None:
+            return portal
+        with self.lock:
+            if self.stopped:
+                raise UsageError("the durable_streams.sync event loop has stopped (exiting)")
+            if self.portal is None:
+                manager = start_blocking_portal("asyncio", name="durable-streams-sync")
+                portal = manager.__enter__()
+                self.token = portal.call(anyio.lowlevel.current_token)
+                self.portal, self.manager = portal, manager
+            return self.portal
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            portal, manager = self.portal, self.manager
+            self.portal = self.manager = self.token = None
+        if portal is None or manager is None:
+            return
+        for producer in list(self.producers):
+            try:
+                with fail_after(STOP_TIMEOUT):
+                    producer.flush_at_exit()
+            except Exception as error:  # exiting: report, never raise
+                logger.warning(
+                    "durable_streams.sync: a producer failed to flush at exit: %s", error
+                )
+        with contextlib.suppress(RuntimeError):  # already stopped
+            portal.call(portal.stop, True)
+        manager.__exit__(None, None, None)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's loop thread does not exist here.
+
+        Its portal and context manager are kept referenced for good: collecting the
+        manager would run its cleanup, which waits for the missing thread forever.
+        """
+        self.lock = threading.Lock()
+        if self.manager is not None:
+            self.orphans.append((self.portal, self.manager))
+        self.portal = self.manager = self.token = None
+        self.producers = weakref.WeakSet()
+
+
+_loop = _Loop()
+atexit.register(_loop.stop)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_loop.forget)
+
+
+def in_event_loop() -> bool:
+    """Whether the calling thread is running an asyncio or trio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return False
+        return True
+    return False
+
+
+def get_portal() -> BlockingPortal:
+    """The shared portal (started on first use); refuses callers inside an event loop."""
+    if in_event_loop():
+        raise UsageError(
+            "durable_streams.sync was called from a running event loop, where it would block "
+            "the loop; use the async API (durable_streams.StreamHandle) there"
+        )
+    return _loop.get()
+
+
+def get_token() -> anyio.lowlevel.EventLoopToken:
+    """The shared loop's token, for ``anyio.from_thread`` calls (starts the loop if needed)."""
+    get_portal()
+    token = _loop.token
+    if token is None:
+        raise UsageError("the durable_streams.sync event loop has stopped (exiting)")
+    return token
+
+
+def run_sync(func: Callable[..., T], /, *args: Any) -> T:
+    """Run the plain function ``func(*args)`` on the shared loop (quick, not cancellable).
+
+    Example::
+
+        run_sync(producer.append, item)
+    """
+    return anyio.from_thread.run_sync(func, *args, token=get_token())
+
+
+def register_producer(producer: Any) -> None:
+    """Flush ``producer`` (its ``flush_at_exit()``) before the loop stops at exit."""
+    _loop.producers.add(producer)
+
+
+def unregister_producer(producer: Any) -> None:
+    _loop.producers.discard(producer)
+
+
+@contextlib.contextmanager
+def fail_after(seconds: float) -> Iterator[None]:
+    """Give every blocking call of the sync API in this block a shared deadline.
+
+    A call still waiting when it passes is cancelled (its HTTP request, read or
+    flush stops) and raises :class:`~durable_streams.RequestTimeoutError`. A
+    read interrupted this way is over: resume from its ``offset``/``position``.
+    Deadlines nest (the earlier one wins) and are per thread.
+
+    Example::
+
+        with durable_streams.sync.fail_after(5):
+            for batch in res:       # a live read: stop waiting after 5 s
+                print(batch.items)
+    """
+    deadline = time.monotonic() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the calling thread's deadline (None: none set)."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def timed_out() -> RequestTimeoutError:
+    return RequestTimeoutError("the call did not complete before its fail_after() deadline")
+
+
+class _Call:
+    """One blocking call: the task's cancel scope (deadline included) and its end."""
+
+    __slots__ = ("done", "scope", "timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.scope: anyio.CancelScope | None = None
+        self.done = threading.Event()
+
+    async def run(self, func: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                if self.timeout is not None:
+                    scope.deadline = anyio.current_time() + self.timeout
+                return await func(*args, **kwargs)
+            raise timed_out()  # only a deadline (or the caller, who is gone) cancels it
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+def stop_cancelled(future: concurrent.futures.Future[Any], done: threading.Event) -> None:
+    """Cancel a portal task whose caller stopped waiting, and wait (bounded) until it ended."""
+    if future.cancel():
+        done.wait(STOP_TIMEOUT)
+
+
+def call(func: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    """Run ``await func(*args, **kwargs)`` on the shared loop and wait for its result.
+
+    One round trip between threads. The thread's :func:`fail_after` deadline
+    becomes the task's; an exception raised while waiting (``KeyboardInterrupt``)
+    cancels the task, and returns only once it has stopped.
+
+    Example::
+
+        info = call(async_handle.head)
+    """
+    token = get_token()
+    state = _Call(remaining())
+    try:
+        return anyio.from_thread.run(state.run, func, args, kwargs, token=token)
+    except BaseException:
+        if not state.done.is_set():
+            with contextlib.suppress(Exception):  # the loop may be gone
+                anyio.from_thread.run_sync(state.cancel, token=token)
+            state.done.wait(STOP_TIMEOUT)
+        raise

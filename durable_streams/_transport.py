@@ -441,6 +441,9 @@ DECODE_STEP = 256 * 1024
 #: more repetitive than any large one).
 RATIO_GRACE_BYTES = 1024 * 1024
 
+#: Bytes after the end of a compressed body that are dropped rather than refused.
+MAX_TRAILING_BYTES = 64 * 1024
+
 _IDENTITY = ("", "identity")
 _INFLATED = ("gzip", "x-gzip", "deflate")
 
@@ -488,8 +491,6 @@ async def iter_body(
         if inflater is not None:
             for part in inflater.feed(chunk):
                 yield part
-            if inflater.done:
-                break
             continue
         if encoding not in _IDENTITY and max_ratio is not None:
             decoded += len(chunk)
@@ -503,7 +504,16 @@ async def iter_body(
 class _Inflater:
     """Inflates one gzip/deflate body in bounded steps, checking the ratio as it goes."""
 
-    __slots__ = ("_decoder", "_deflate", "_max_ratio", "_step", "consumed", "decoded", "url")
+    __slots__ = (
+        "_decoder",
+        "_deflate",
+        "_max_ratio",
+        "_step",
+        "_trailing",
+        "consumed",
+        "decoded",
+        "url",
+    )
 
     def __init__(
         self, encoding: str, max_ratio: float | None, url: httpx.URL, step: int = DECODE_STEP
@@ -514,16 +524,21 @@ class _Inflater:
         self._decoder: Any = zlib.decompressobj(wbits)
         self._max_ratio = max_ratio
         self._step = step
+        self._trailing = 0  # bytes received after the end of the compressed data
         self.consumed = 0  # compressed bytes inflated so far
         self.decoded = 0
         self.url = url
 
-    @property
-    def done(self) -> bool:
-        return bool(self._decoder.eof)
-
     def feed(self, data: bytes) -> Iterator[bytes]:
-        """The decoded bytes of the next compressed chunk, at most ``step`` at a time."""
+        """The decoded bytes of the next compressed chunk, at most ``step`` at a time.
+
+        Bytes after the end of the compressed data are dropped, as httpx does (the
+        body is still read to its end, so the connection can be reused), up to
+        ``MAX_TRAILING_BYTES``.
+        """
+        if self._decoder.eof:
+            self._after_end(len(data))
+            return
         step = self._step
         while True:
             try:
@@ -542,8 +557,20 @@ class _Inflater:
                 self.decoded += len(out)
                 self._check_ratio()
                 yield out
-            if self._decoder.eof or (not data and len(out) < step):
+            if self._decoder.eof:
+                self._after_end(len(self._decoder.unused_data))
                 return
+            if not data and len(out) < step:
+                return
+
+    def _after_end(self, size: int) -> None:
+        self._trailing += size
+        if self._trailing > MAX_TRAILING_BYTES:
+            raise ParseError(
+                f"compressed read response goes on for more than {MAX_TRAILING_BYTES} "
+                "bytes after the end of its compressed data",
+                url=self.url,
+            )
 
     def finish(self) -> Iterator[bytes]:
         """What the decoder still holds once the body ended."""

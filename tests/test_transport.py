@@ -27,6 +27,7 @@ from durable_streams._transport import (
     DECODE_STEP,
     ERROR_BODY_BYTES,
     MAX_BUFFERED_BODY,
+    MAX_TRAILING_BYTES,
     RATIO_GRACE_BYTES,
     Transport,
     error_body,
@@ -394,6 +395,13 @@ async def test_a_gzip_bomb_hits_the_ratio_after_bounded_output() -> None:
     with pytest.raises(ParseError, match="max_decompression_ratio=100 "):
         await read()
     assert sum(seen) <= RATIO_GRACE_BYTES + DECODE_STEP
+
+
+async def test_bytes_after_the_compressed_data_are_dropped_within_a_bound() -> None:
+    body = compressed(b"hello" * 1000, 31)
+    assert b"".join(await chunks_of(encoded(body + b"junk" * 100, "gzip"))) == b"hello" * 1000
+    with pytest.raises(ParseError, match="after the end"):
+        await chunks_of(encoded(body + bytes(MAX_TRAILING_BYTES + 1), "gzip"))
 
 
 async def test_a_corrupt_compressed_body_is_a_parse_error() -> None:

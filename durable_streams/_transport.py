@@ -489,8 +489,13 @@ async def iter_body(
         except (httpx.HTTPError, httpx.StreamError) as exc:
             raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
         if inflater is not None:
-            for part in inflater.feed(chunk):
-                yield part
+            out = inflater.inflate(chunk)
+            while True:
+                if out:
+                    yield out
+                if not inflater.pending:
+                    break
+                out = inflater.inflate(b"")
             continue
         if encoding not in _IDENTITY and max_ratio is not None:
             decoded += len(chunk)
@@ -509,9 +514,11 @@ class _Inflater:
         "_deflate",
         "_max_ratio",
         "_step",
+        "_tail",
         "_trailing",
         "consumed",
         "decoded",
+        "pending",
         "url",
     )
 
@@ -525,43 +532,48 @@ class _Inflater:
         self._max_ratio = max_ratio
         self._step = step
         self._trailing = 0  # bytes received after the end of the compressed data
+        self._tail = b""  # compressed input a step left over
+        self.pending = False  # a step stopped at ``step`` bytes: more may come without input
         self.consumed = 0  # compressed bytes inflated so far
         self.decoded = 0
         self.url = url
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """The decoded bytes of the next compressed chunk, at most ``step`` at a time.
+    def inflate(self, data: bytes) -> bytes:
+        """One decompression step: at most ``step`` decoded bytes of ``data`` (and of what
+        earlier steps left). While :attr:`pending`, call again with ``b""``.
 
         Bytes after the end of the compressed data are dropped, as httpx does (the
         body is still read to its end, so the connection can be reused), up to
         ``MAX_TRAILING_BYTES``.
         """
-        if self._decoder.eof:
+        decoder = self._decoder
+        if decoder.eof:
             self._after_end(len(data))
-            return
-        step = self._step
-        while True:
-            try:
-                out = self._decoder.decompress(data, step)
-            except zlib.error as exc:
-                if self._deflate and not self.consumed and not self.decoded:
-                    # Some servers send raw deflate under "deflate": try that once.
-                    self._deflate = False
-                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                    continue
-                raise self._corrupt(exc) from None
-            tail = self._decoder.unconsumed_tail
-            self.consumed += len(data) - len(tail)
-            data = tail
-            if out:
-                self.decoded += len(out)
-                self._check_ratio()
-                yield out
-            if self._decoder.eof:
-                self._after_end(len(self._decoder.unused_data))
-                return
-            if not data and len(out) < step:
-                return
+            self.pending = False
+            return b""
+        if self._tail:
+            data = self._tail + data
+        try:
+            out: bytes = decoder.decompress(data, self._step)
+        except zlib.error as exc:
+            if self._deflate and not self.consumed and not self.decoded:
+                # Some servers send raw deflate under "deflate": try that once.
+                self._deflate = False
+                self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.inflate(data)
+            raise self._corrupt(exc) from None
+        tail = self._tail = decoder.unconsumed_tail
+        self.consumed += len(data) - len(tail)
+        if out:
+            self.decoded += len(out)
+            if self._max_ratio is not None and self.decoded > RATIO_GRACE_BYTES:
+                check_ratio(self.decoded, self.consumed, self._max_ratio, self.url)
+        if decoder.eof:
+            self._after_end(len(decoder.unused_data))
+            self.pending = False
+        else:
+            self.pending = bool(tail) or len(out) == self._step
+        return out
 
     def _after_end(self, size: int) -> None:
         self._trailing += size

@@ -26,7 +26,8 @@ class ReadLimits(BaseModel):
     - ``max_sse_line_bytes`` (96 MiB): one SSE line (a 64 MiB message, base64).
     - ``max_json_depth`` (128): nesting of a JSON item that is still arriving.
     - ``max_decompression_ratio`` (1000): decoded bytes per compressed byte of a
-      gzip/deflate body, checked once past 1 MiB decoded (the body is inflated in
+      gzip/deflate body, checked once a response decoded more than
+      ``max_body_bytes`` (any ratio is fine within that; the body is inflated in
       256 KiB steps). Deflate's own maximum is about 1032, reached only by long
       runs of one byte (a gzip bomb); ordinary data compresses 3-30x.
 

@@ -573,7 +573,13 @@ class ReadLoop:
             # limits trip at once, and the raw body is bounded by max_body_bytes.
             collected: list[Any] = []
             whole = body is not BodyMode.JSON_ITEMS
-            chunks = iter_body(response, operation, self._interruptible, max_ratio=self._max_ratio)
+            chunks = iter_body(
+                response,
+                operation,
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            )
             if whole:
                 chunks = capped(chunks, self.limits.max_body_bytes, url=self.transport.url)
             parts = json_item_groups(
@@ -599,7 +605,13 @@ class ReadLoop:
                         yield part
         elif has_body and body is BodyMode.CHUNKS:
             # Handed out as it arrives: partial units first, the rest with the position.
-            chunks = iter_body(response, operation, self._interruptible, max_ratio=self._max_ratio)
+            chunks = iter_body(
+                response,
+                operation,
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            )
             byte_parts = byte_groups(chunks, skip=skip)
             async with aclosing(byte_parts):
                 async for part, last in byte_parts:
@@ -616,6 +628,7 @@ class ReadLoop:
                 self._interruptible,
                 limit=self.limits.max_body_bytes,
                 max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
             )
             items = None
         unit = Unit(data=data, items=items, end=end)
@@ -646,7 +659,13 @@ class ReadLoop:
         delivered = False
         started = anyio.current_time()
         events = iter_sse_events(
-            iter_body(response, "read (sse)", self._interruptible, max_ratio=self._max_ratio),
+            iter_body(
+                response,
+                "read (sse)",
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            ),
             max_line_bytes=self.limits.max_sse_line_bytes,
             max_event_bytes=self.limits.max_sse_line_bytes,
         )

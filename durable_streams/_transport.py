@@ -437,8 +437,8 @@ class Transport:
 #: Most bytes one decompression step produces: a compressed body is inflated in steps of
 #: this size, so a 64 KiB read of a gzip bomb never becomes 64 MiB at once.
 DECODE_STEP = 256 * 1024
-#: Decoded bytes of a compressed body before its ratio is checked (a small body may be
-#: more repetitive than any large one).
+#: Decoded bytes of a compressed body before its ratio is checked, unless the caller
+#: says otherwise (reads use ``max_body_bytes``: within it, any ratio is fine).
 RATIO_GRACE_BYTES = 1024 * 1024
 
 #: Bytes after the end of a compressed body that are dropped rather than refused.
@@ -454,12 +454,13 @@ async def iter_body(
     interruptible: Interruptible,
     *,
     max_ratio: float | None = None,
+    ratio_after: int = RATIO_GRACE_BYTES,
     step: int = DECODE_STEP,
 ) -> AsyncGenerator[bytes, None]:
     """The decoded body chunk by chunk, with httpx failures turned into typed (retryable) errors.
 
     gzip and deflate bodies are inflated here, ``DECODE_STEP`` bytes at a time
-    (httpx would inflate each received chunk whole); past ``RATIO_GRACE_BYTES``
+    (httpx would inflate each received chunk whole); past ``ratio_after``
     decoded, more than ``max_ratio`` decoded bytes per compressed byte is a
     :class:`ParseError` naming ``max_decompression_ratio``. Identity bodies are
     handed out as received, without a copy.
@@ -473,7 +474,7 @@ async def iter_body(
     if encoding in _IDENTITY:
         chunks = response.aiter_raw()  # the data as received: no decoder, no copy
     elif encoding in _INFLATED:
-        inflater = _Inflater(encoding, max_ratio, response.request.url, step)
+        inflater = _Inflater(encoding, max_ratio, response.request.url, step, ratio_after)
         chunks = response.aiter_raw()
     else:
         # Encodings the SDK does not ask for (br, zstd, layered ones): httpx decodes them
@@ -499,7 +500,9 @@ async def iter_body(
             continue
         if encoding not in _IDENTITY and max_ratio is not None:
             decoded += len(chunk)
-            check_ratio(decoded, response.num_bytes_downloaded, max_ratio, response.request.url)
+            check_ratio(
+                decoded, response.num_bytes_downloaded, max_ratio, ratio_after, response.request.url
+            )
         yield chunk
     if inflater is not None:
         for part in inflater.finish():
@@ -513,6 +516,7 @@ class _Inflater:
         "_decoder",
         "_deflate",
         "_max_ratio",
+        "_ratio_after",
         "_step",
         "_tail",
         "_trailing",
@@ -523,13 +527,19 @@ class _Inflater:
     )
 
     def __init__(
-        self, encoding: str, max_ratio: float | None, url: httpx.URL, step: int = DECODE_STEP
+        self,
+        encoding: str,
+        max_ratio: float | None,
+        url: httpx.URL,
+        step: int = DECODE_STEP,
+        ratio_after: int = RATIO_GRACE_BYTES,
     ) -> None:
         self._deflate = encoding == "deflate"
         # gzip: header and trailer checked; deflate: zlib-wrapped, or raw (tried on failure).
         wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
         self._decoder: Any = zlib.decompressobj(wbits)
         self._max_ratio = max_ratio
+        self._ratio_after = ratio_after
         self._step = step
         self._trailing = 0  # bytes received after the end of the compressed data
         self._tail = b""  # compressed input a step left over
@@ -566,8 +576,10 @@ class _Inflater:
         self.consumed += len(data) - len(tail)
         if out:
             self.decoded += len(out)
-            if self._max_ratio is not None and self.decoded > RATIO_GRACE_BYTES:
-                check_ratio(self.decoded, self.consumed, self._max_ratio, self.url)
+            if self._max_ratio is not None and self.decoded > self._ratio_after:
+                check_ratio(
+                    self.decoded, self.consumed, self._max_ratio, self._ratio_after, self.url
+                )
         if decoder.eof:
             self._after_end(len(decoder.unused_data))
             self.pending = False
@@ -600,7 +612,7 @@ class _Inflater:
 
     def _check_ratio(self) -> None:
         if self._max_ratio is not None:
-            check_ratio(self.decoded, self.consumed, self._max_ratio, self.url)
+            check_ratio(self.decoded, self.consumed, self._max_ratio, self._ratio_after, self.url)
 
     def _corrupt(self, exc: zlib.error) -> ParseError:
         return ParseError(
@@ -608,9 +620,9 @@ class _Inflater:
         )
 
 
-def check_ratio(decoded: int, consumed: int, max_ratio: float, url: httpx.URL) -> None:
-    """Refuse a compressed body that inflated more than ``max_ratio`` (past a grace size)."""
-    if decoded <= RATIO_GRACE_BYTES or decoded <= max_ratio * consumed:
+def check_ratio(decoded: int, consumed: int, max_ratio: float, after: int, url: httpx.URL) -> None:
+    """Refuse a compressed body that inflated more than ``max_ratio`` past ``after`` bytes."""
+    if decoded <= after or decoded <= max_ratio * consumed:
         return
     raise ParseError(
         f"compressed read response inflates more than max_decompression_ratio={max_ratio:g} "
@@ -627,6 +639,7 @@ async def read_body(
     *,
     limit: int | None = None,
     max_ratio: float | None = None,
+    ratio_after: int = RATIO_GRACE_BYTES,
 ) -> bytes:
     """The whole body, with httpx failures turned into typed (retryable) errors.
 
@@ -634,7 +647,9 @@ async def read_body(
     ``max_body_bytes``, raised as soon as the limit is passed.
     """
     buffer = bytearray()  # grown in place: one copy of the body, not a list plus a join
-    chunks = iter_body(response, operation, interruptible, max_ratio=max_ratio)
+    chunks = iter_body(
+        response, operation, interruptible, max_ratio=max_ratio, ratio_after=ratio_after
+    )
     async for chunk in capped(chunks, limit, url=response.request.url):
         buffer += chunk
     return bytes(buffer)

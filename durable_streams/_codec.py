@@ -31,22 +31,43 @@ _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
 _STEPS = bytes.maketrans(b"[]", b"\x02\x00")
 
 
+#: ``nesting_depth`` reduces its input this many bytes at a time (bounded extra memory).
+DEPTH_WINDOW_BYTES = 1024 * 1024
+
+
 def nesting_depth(data: bytes | bytearray) -> int:
     """How deeply the brackets of (possibly incomplete) JSON text nest, outside strings.
 
-    Runs at C speed on bytes methods: escaped backslashes and quotes are dropped,
-    then everything but brackets and quotes, then strings (an unterminated one
-    hides what follows it), then matched pairs while that shrinks the text.
+    Runs at C speed on bytes methods, a window at a time (so the copies are of a
+    window, not of the text): escaped backslashes and quotes are dropped, then
+    everything but brackets and quotes, then strings (an unterminated one hides
+    what follows it), then matched pairs while that shrinks the text.
 
     Example::
 
         nesting_depth(b'[{"a": "[[["}, [1, [2]]')   # 3
     """
-    text = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURAL)
-    text = text.replace(b'""', b"")
-    if b'"' in text:
-        text = b"".join(text.split(b'"')[0::2])
-    text = text.translate(_ONE_BRACKET)
+    view = memoryview(data)
+    parts: list[bytes] = []
+    carry = b""  # a backslash that escapes the first byte of the next window
+    in_string = False
+    for start in range(0, len(view), DEPTH_WINDOW_BYTES):
+        window = carry + view[start : start + DEPTH_WINDOW_BYTES].tobytes()
+        run = len(window) - len(window.rstrip(b"\\"))
+        carry = b"\\" if run % 2 else b""
+        if carry:
+            window = window[:-1]
+        text = window.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURAL)
+        text = text.replace(b'""', b"")
+        if b'"' in text:
+            pieces = text.split(b'"')
+            outside = b"".join(pieces[1::2] if in_string else pieces[0::2])
+            in_string = in_string != (len(pieces) % 2 == 0)
+            text = outside
+        elif in_string:
+            text = b""
+        parts.append(text.translate(_ONE_BRACKET))
+    text = b"".join(parts)
     while len(text) > 4096:
         shorter = text.replace(b"[]", b"")
         if len(shorter) == len(text):

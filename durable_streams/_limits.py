@@ -25,8 +25,11 @@ class ReadLimits(BaseModel):
     - ``max_message_bytes`` (64 MiB): one message: a JSON item, an SSE event.
     - ``max_sse_line_bytes`` (96 MiB): one SSE line (a 64 MiB message, base64).
     - ``max_json_depth`` (128): nesting of a JSON item that is still arriving.
-    - ``max_decompression_ratio`` (1100): decoded/received bytes of a compressed
-      body (gzip's own maximum is about 1032) once past 1 MiB decoded.
+    - ``max_decompression_ratio`` (1000): decoded bytes per compressed byte of a
+      gzip/deflate body, checked once a response decoded more than
+      ``max_body_bytes`` (any ratio is fine within that; the body is inflated in
+      256 KiB steps). Deflate's own maximum is about 1032, reached only by long
+      runs of one byte (a gzip bomb); ordinary data compresses 3-30x.
 
     Set them on the handle (``StreamHandle(url, limits=ReadLimits(...))``) or per
     read (``handle.stream(..., limits=...)``).
@@ -44,7 +47,7 @@ class ReadLimits(BaseModel):
     max_message_bytes: int = Field(default=p.MAX_MESSAGE_BYTES, ge=1)
     max_sse_line_bytes: int = Field(default=p.MAX_MESSAGE_BYTES * 3 // 2, ge=1)
     max_json_depth: int = Field(default=128, ge=1, le=900)
-    max_decompression_ratio: float = Field(default=1100.0, ge=1.0, allow_inf_nan=False)
+    max_decompression_ratio: float = Field(default=1000.0, ge=1.0, allow_inf_nan=False)
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -56,6 +56,7 @@ from ._units import (
     Unit,
     byte_groups,
     check_progress,
+    check_sse_data,
     is_event_stream,
     json_item_groups,
     response_end,
@@ -72,6 +73,12 @@ EARLY_SSE_LIMIT = 3
 EARLY_SSE_SECONDS = 1.0
 #: ETags of empty up-to-date reads remembered per handle (oldest dropped first).
 MAX_ETAGS = 64
+#: A live request answered without data sooner than this could not have been held by
+#: the server (common servers wait 30 s, the reference server 1 s): the next one waits.
+PACE_BELOW_SECONDS = 0.25
+#: The first wait after such an answer; each next one in a row doubles, up to the last.
+PACE_FIRST = 0.1
+PACE_MAX = 2.0
 #: Least read timeout of live requests: above the 30 s long-poll wait and SSE
 #: keep-alive interval of common servers, even when the handle's timeout is short.
 LIVE_READ_TIMEOUT = DEFAULT_TIMEOUT.read or 65.0
@@ -202,6 +209,13 @@ class ReadLoop:
         self._on_error = on_error
         self._etags = etags
         self.limits = limits
+        self._max_ratio = limits.max_decompression_ratio
+        # The offset was issued by the server (not "-1", "now" or the caller's own), so
+        # the next one may not be lower.
+        self._issued = False
+        self._pace = PACE_FIRST  # the wait before a live request after a too-quick empty one
+        self._paced = False  # the last live request came back empty much too soon
+        self._sent_at = 0.0  # when the request being read was sent
         if retry is None:
             # A follower outlives a server restart: live reads retry without a limit
             # (on_error sees every failure and may stop it); catch-up reads keep a budget.
@@ -275,6 +289,7 @@ class ReadLoop:
     def _advance(self, end: ReadPosition, *, healthy: bool = True) -> None:
         """Move the request position past a complete unit; a healthy one forgets failures."""
         self.position = self.position.advance(end)
+        self._issued = True
         if healthy:
             self._backoff.reset()
             self._auth_retries = 0
@@ -285,6 +300,37 @@ class ReadLoop:
                 self.finished = True
             else:
                 self._live_started = True
+
+    def _check_order(self, next_offset: str, *, status: int, url: httpx.URL) -> None:
+        """Refuse a next offset lower than the current one: the same data would come again.
+
+        Offsets the server issued compare byte-wise. The sentinels ``-1`` and
+        ``now`` compare with nothing, and an offset the caller passed only with
+        one of its own length (a server may accept offsets it never issued).
+        """
+        current = self.offset
+        if next_offset >= current:
+            return
+        if not self._issued and (
+            current in (p.OFFSET_START, p.OFFSET_NOW) or len(current) != len(next_offset)
+        ):
+            return
+        raise ParseError(
+            f"read from {self._where} was sent back from offset {excerpt(current)} to "
+            f"{excerpt(next_offset)}: offsets only grow (compared byte-wise), and following "
+            "a lower Stream-Next-Offset would deliver the same data again",
+            offset=current,
+            status=status,
+            url=url,
+        )
+
+    def _pace_after(self, delivered: bool) -> None:
+        """After a live response: pace the next request if it came back empty much too soon."""
+        if delivered or anyio.current_time() - self._sent_at >= PACE_BELOW_SECONDS:
+            self._pace = PACE_FIRST
+            self._paced = False
+        else:
+            self._paced = True
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -322,6 +368,13 @@ class ReadLoop:
 
     async def _open_once(self) -> httpx.Response:
         mode = self.mode
+        if self._paced and mode != "catch-up":
+            # The last live request came back empty at once: a server that holds none
+            # would be polled in a busy loop. Wait, longer each time in a row.
+            with self._interruptible():
+                await _sleep(self._pace)
+            self._pace = min(self._pace * 2, PACE_MAX)
+            self._paced = False
         protocol_params = {p.PARAM_OFFSET: self.offset}
         protocol_headers: dict[str, str] = {}
         if mode == "catch-up":
@@ -341,6 +394,7 @@ class ReadLoop:
             timeout=self._live_timeout() if mode != "catch-up" else None,
         )
         operation = f"read ({mode})"
+        self._sent_at = anyio.current_time()
         with self._interruptible():
             response = await self.transport.send(request, operation=operation, stream=True)
         status = response.status_code
@@ -507,6 +561,9 @@ class ReadLoop:
             yield unit
             return
         end = response_end(response, offset=self.offset, where=self._where)
+        self._check_order(end.offset, status=response.status_code, url=response.request.url)
+        live_request = self.mode != "catch-up"
+        streamed = False  # parts of the body were handed out before its last unit
         operation = f"read ({self.mode})"
         data: bytes | None = b""  # a 204 (a long-poll that timed out) has no body
         items = empty_items
@@ -516,7 +573,13 @@ class ReadLoop:
             # limits trip at once, and the raw body is bounded by max_body_bytes.
             collected: list[Any] = []
             whole = body is not BodyMode.JSON_ITEMS
-            chunks = iter_body(response, operation, self._interruptible)
+            chunks = iter_body(
+                response,
+                operation,
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            )
             if whole:
                 chunks = capped(chunks, self.limits.max_body_bytes, url=self.transport.url)
             parts = json_item_groups(
@@ -537,26 +600,41 @@ class ReadLoop:
                     elif last:
                         data, items = part.data, part.items
                     else:
+                        streamed = True
                         self.position = self.position.handed_out(part.size)
                         yield part
         elif has_body and body is BodyMode.CHUNKS:
             # Handed out as it arrives: partial units first, the rest with the position.
-            chunks = iter_body(response, operation, self._interruptible)
+            chunks = iter_body(
+                response,
+                operation,
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            )
             byte_parts = byte_groups(chunks, skip=skip)
             async with aclosing(byte_parts):
                 async for part, last in byte_parts:
                     if last:
                         data, items = part.data, part.items
                     else:
+                        streamed = True
                         self.position = self.position.handed_out(part.size)
                         yield part
         elif has_body:
             data = await read_body(
-                response, operation, self._interruptible, limit=self.limits.max_body_bytes
+                response,
+                operation,
+                self._interruptible,
+                limit=self.limits.max_body_bytes,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
             )
             items = None
         unit = Unit(data=data, items=items, end=end)
         check_progress(unit, response, offset=self.offset, where=self._where)
+        if live_request:
+            self._pace_after(streamed or unit.has_data or end.closed)
         etag = response.headers.get(p.ETAG)
         if (
             self._etags is not None
@@ -581,18 +659,34 @@ class ReadLoop:
         delivered = False
         started = anyio.current_time()
         events = iter_sse_events(
-            iter_body(response, "read (sse)", self._interruptible),
+            iter_body(
+                response,
+                "read (sse)",
+                self._interruptible,
+                max_ratio=self._max_ratio,
+                ratio_after=self.limits.max_body_bytes,
+            ),
             max_line_bytes=self.limits.max_sse_line_bytes,
             max_event_bytes=self.limits.max_sse_line_bytes,
         )
         try:
             async for event in events:
                 if event.event == "data":
+                    check_sse_data(
+                        event.data,
+                        base64=base64,
+                        json_mode=json_mode,
+                        limits=self.limits,
+                        offset=self.offset,
+                        url=self.transport.url,
+                    )
                     pending.append(event.data)
                 elif event.event == "control":
                     unit = sse_unit(
                         pending, event.data, base64=base64, json_mode=json_mode, offset=self.offset
                     )
+                    assert unit.end is not None
+                    self._check_order(unit.end.offset, status=200, url=response.request.url)
                     pending = []
                     controls += 1
                     if unit.has_data:
@@ -623,6 +717,9 @@ class ReadLoop:
             f"({controls} control events in {anyio.current_time() - started:.2f}s)",
             url=response.request.url,
         )
+
+
+_sleep = anyio.sleep  # the pacing wait (replaced in tests)
 
 
 class _Stopped(Exception):

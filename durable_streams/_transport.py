@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
-from typing import TypeAlias
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import anyio
@@ -24,6 +25,7 @@ from . import _protocol as p
 from ._errors import (
     DurableStreamError,
     InvalidArgumentError,
+    NetworkError,
     ParseError,
     RequestTimeoutError,
     UsageError,
@@ -50,6 +52,8 @@ __all__ = [
 MAX_BUFFERED_BODY = 1024 * 1024
 #: Bytes of an error response read for the error message.
 ERROR_BODY_BYTES = 4096
+#: Protocol versions of responses the SDK reads (``response.http_version``).
+HTTP_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"})
 
 Interruptible: TypeAlias = Callable[[], AbstractContextManager[None]]
 """Wraps each network wait, so a reader can be ended from another task."""
@@ -349,10 +353,20 @@ class Transport:
             finally:
                 SENDING_SECRETS.reset(secrets)
                 SENDING.reset(sending)
+            if response.http_version not in HTTP_VERSIONS:
+                # h11 parses any "HTTP/d.d" status line; another major version means
+                # another message syntax, which the rest of the response cannot be read as.
+                await release(response)
+                raise NetworkError(
+                    f"{operation} failed: the server answered in "
+                    f"{excerpt(response.http_version, 40)}, not HTTP/1.x, HTTP/2 or HTTP/3, "
+                    f"at {redact_url(request.url)}",
+                    url=request.url,
+                )
             if stream:
                 return response
             try:
-                body = await _read_capped(response, MAX_BUFFERED_BODY)
+                body = await _read_capped(response, MAX_BUFFERED_BODY, operation)
             finally:
                 await response.aclose()
         except TimeoutError:
@@ -420,21 +434,202 @@ class Transport:
 
 # -- response bodies ------------------------------------------------------------------------
 
+#: Most bytes one decompression step produces: a compressed body is inflated in steps of
+#: this size, so a 64 KiB read of a gzip bomb never becomes 64 MiB at once.
+DECODE_STEP = 256 * 1024
+#: Decoded bytes of a compressed body before its ratio is checked, unless the caller
+#: says otherwise (reads use ``max_body_bytes``: within it, any ratio is fine).
+RATIO_GRACE_BYTES = 1024 * 1024
+
+#: Bytes after the end of a compressed body that are dropped rather than refused.
+MAX_TRAILING_BYTES = 64 * 1024
+
+_IDENTITY = ("", "identity")
+_INFLATED = ("gzip", "x-gzip", "deflate")
+
 
 async def iter_body(
-    response: httpx.Response, operation: str, interruptible: Interruptible
+    response: httpx.Response,
+    operation: str,
+    interruptible: Interruptible,
+    *,
+    max_ratio: float | None = None,
+    ratio_after: int = RATIO_GRACE_BYTES,
+    step: int = DECODE_STEP,
 ) -> AsyncGenerator[bytes, None]:
-    """The decoded body chunk by chunk, with httpx failures turned into typed (retryable) errors."""
-    chunks = response.aiter_bytes()
+    """The decoded body chunk by chunk, with httpx failures turned into typed (retryable) errors.
+
+    gzip and deflate bodies are inflated here, ``DECODE_STEP`` bytes at a time
+    (httpx would inflate each received chunk whole); past ``ratio_after``
+    decoded, more than ``max_ratio`` decoded bytes per compressed byte is a
+    :class:`ParseError` naming ``max_decompression_ratio``. Identity bodies are
+    handed out as received, without a copy.
+    """
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if response.is_stream_consumed:  # already read (a mock): httpx decoded it whole
+        if response.content:
+            yield response.content
+        return
+    inflater: _Inflater | None = None
+    if encoding in _IDENTITY:
+        chunks = response.aiter_raw()  # the data as received: no decoder, no copy
+    elif encoding in _INFLATED:
+        inflater = _Inflater(encoding, max_ratio, response.request.url, step, ratio_after)
+        chunks = response.aiter_raw()
+    else:
+        # Encodings the SDK does not ask for (br, zstd, layered ones): httpx decodes them
+        # when it can, a received chunk at a time; the ratio is checked after each.
+        chunks = response.aiter_bytes()
+    decoded = 0
     while True:
         try:
             with interruptible():
                 chunk = await chunks.__anext__()
         except StopAsyncIteration:
-            return
+            break
         except (httpx.HTTPError, httpx.StreamError) as exc:
             raise error_for_exception(exc, operation=operation, url=response.request.url) from exc
+        if inflater is not None:
+            out = inflater.inflate(chunk)
+            while True:
+                if out:
+                    yield out
+                if not inflater.pending:
+                    break
+                out = inflater.inflate(b"")
+            continue
+        if encoding not in _IDENTITY and max_ratio is not None:
+            decoded += len(chunk)
+            check_ratio(
+                decoded, response.num_bytes_downloaded, max_ratio, ratio_after, response.request.url
+            )
         yield chunk
+    if inflater is not None:
+        for part in inflater.finish():
+            yield part
+
+
+class _Inflater:
+    """Inflates one gzip/deflate body in bounded steps, checking the ratio as it goes."""
+
+    __slots__ = (
+        "_decoder",
+        "_deflate",
+        "_max_ratio",
+        "_ratio_after",
+        "_step",
+        "_tail",
+        "_trailing",
+        "consumed",
+        "decoded",
+        "pending",
+        "url",
+    )
+
+    def __init__(
+        self,
+        encoding: str,
+        max_ratio: float | None,
+        url: httpx.URL,
+        step: int = DECODE_STEP,
+        ratio_after: int = RATIO_GRACE_BYTES,
+    ) -> None:
+        self._deflate = encoding == "deflate"
+        # gzip: header and trailer checked; deflate: zlib-wrapped, or raw (tried on failure).
+        wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
+        self._decoder: Any = zlib.decompressobj(wbits)
+        self._max_ratio = max_ratio
+        self._ratio_after = ratio_after
+        self._step = step
+        self._trailing = 0  # bytes received after the end of the compressed data
+        self._tail = b""  # compressed input a step left over
+        self.pending = False  # a step stopped at ``step`` bytes: more may come without input
+        self.consumed = 0  # compressed bytes inflated so far
+        self.decoded = 0
+        self.url = url
+
+    def inflate(self, data: bytes) -> bytes:
+        """One decompression step: at most ``step`` decoded bytes of ``data`` (and of what
+        earlier steps left). While :attr:`pending`, call again with ``b""``.
+
+        Bytes after the end of the compressed data are dropped, as httpx does (the
+        body is still read to its end, so the connection can be reused), up to
+        ``MAX_TRAILING_BYTES``.
+        """
+        decoder = self._decoder
+        if decoder.eof:
+            self._after_end(len(data))
+            self.pending = False
+            return b""
+        if self._tail:
+            data = self._tail + data
+        try:
+            out: bytes = decoder.decompress(data, self._step)
+        except zlib.error as exc:
+            if self._deflate and not self.consumed and not self.decoded:
+                # Some servers send raw deflate under "deflate": try that once.
+                self._deflate = False
+                self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.inflate(data)
+            raise self._corrupt(exc) from None
+        tail = self._tail = decoder.unconsumed_tail
+        self.consumed += len(data) - len(tail)
+        if out:
+            self.decoded += len(out)
+            if self._max_ratio is not None and self.decoded > self._ratio_after:
+                check_ratio(
+                    self.decoded, self.consumed, self._max_ratio, self._ratio_after, self.url
+                )
+        if decoder.eof:
+            self._after_end(len(decoder.unused_data))
+            self.pending = False
+        else:
+            self.pending = bool(tail) or len(out) == self._step
+        return out
+
+    def _after_end(self, size: int) -> None:
+        self._trailing += size
+        if self._trailing > MAX_TRAILING_BYTES:
+            raise ParseError(
+                f"compressed read response goes on for more than {MAX_TRAILING_BYTES} "
+                "bytes after the end of its compressed data",
+                url=self.url,
+            )
+
+    def finish(self) -> Iterator[bytes]:
+        """What the decoder still holds once the body ended."""
+        try:
+            out = self._decoder.flush(self._step)
+        except zlib.error as exc:
+            raise self._corrupt(exc) from None
+        while out:
+            self.decoded += len(out)
+            self._check_ratio()
+            yield out
+            if len(out) < self._step:
+                return
+            out = self._decoder.decompress(b"", self._step)
+
+    def _check_ratio(self) -> None:
+        if self._max_ratio is not None:
+            check_ratio(self.decoded, self.consumed, self._max_ratio, self._ratio_after, self.url)
+
+    def _corrupt(self, exc: zlib.error) -> ParseError:
+        return ParseError(
+            f"compressed read response is not valid gzip/deflate data: {exc}", url=self.url
+        )
+
+
+def check_ratio(decoded: int, consumed: int, max_ratio: float, after: int, url: httpx.URL) -> None:
+    """Refuse a compressed body that inflated more than ``max_ratio`` past ``after`` bytes."""
+    if decoded <= after or decoded <= max_ratio * consumed:
+        return
+    raise ParseError(
+        f"compressed read response inflates more than max_decompression_ratio={max_ratio:g} "
+        f"({decoded} bytes from {consumed}): a decompression bomb, or data so repetitive "
+        "that ReadLimits(max_decompression_ratio=...) must be raised to read it",
+        url=url,
+    )
 
 
 async def read_body(
@@ -443,6 +638,8 @@ async def read_body(
     interruptible: Interruptible,
     *,
     limit: int | None = None,
+    max_ratio: float | None = None,
+    ratio_after: int = RATIO_GRACE_BYTES,
 ) -> bytes:
     """The whole body, with httpx failures turned into typed (retryable) errors.
 
@@ -450,9 +647,10 @@ async def read_body(
     ``max_body_bytes``, raised as soon as the limit is passed.
     """
     buffer = bytearray()  # grown in place: one copy of the body, not a list plus a join
-    async for chunk in capped(
-        iter_body(response, operation, interruptible), limit, url=response.request.url
-    ):
+    chunks = iter_body(
+        response, operation, interruptible, max_ratio=max_ratio, ratio_after=ratio_after
+    )
+    async for chunk in capped(chunks, limit, url=response.request.url):
         buffer += chunk
     return bytes(buffer)
 
@@ -481,19 +679,18 @@ def body_too_large(limit: int, *, url: str | httpx.URL) -> ParseError:
 
 async def error_body(response: httpx.Response) -> bytes:
     """The start of an error response's body (enough for the message), then release it."""
-    parts: list[bytes] = []
-    size = 0
+    buffer = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= ERROR_BODY_BYTES:
+        chunks = iter_body(response, "read the error response", nullcontext, step=ERROR_BODY_BYTES)
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= ERROR_BODY_BYTES:
                 break
-    except (httpx.HTTPError, httpx.StreamError):
+    except DurableStreamError:
         pass  # what arrived is enough for the message
     finally:
         await release(response)
-    return b"".join(parts)[:ERROR_BODY_BYTES]
+    return bytes(buffer[:ERROR_BODY_BYTES])
 
 
 async def release(response: httpx.Response) -> None:
@@ -520,15 +717,14 @@ def header_deadline(request: httpx.Request) -> float:
     return max(total, 0.001)
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
+async def _read_capped(response: httpx.Response, limit: int, operation: str) -> bytes:
+    """At most ``limit`` decoded bytes of the body (a compressed one is inflated in steps)."""
+    buffer = bytearray()
+    async for chunk in iter_body(response, operation, nullcontext):
+        buffer += chunk
+        if len(buffer) >= limit:
             break
-    return b"".join(chunks)[:limit]
+    return bytes(buffer[:limit])
 
 
 def response_flag(headers: httpx.Headers, name: str) -> bool:

@@ -10,6 +10,7 @@ body chunks come from :mod:`._transport`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 from . import _protocol as p
 from ._codec import MAX_JSON_DEPTH, JsonArraySplitter, loads_json_array
 from ._errors import ParseError, ServerError
+from ._limits import ReadLimits
 from ._position import ReadPosition
 from ._redact import excerpt
 from ._sse import decode_base64_data, parse_control, parse_json_data
@@ -28,6 +30,7 @@ __all__ = [
     "Unit",
     "byte_groups",
     "check_progress",
+    "check_sse_data",
     "invalid_json",
     "is_event_stream",
     "json_item_groups",
@@ -234,6 +237,37 @@ def sse_unit(
         closed=control.closed,
     )
     return Unit(data=data, items=items, end=end)
+
+
+def check_sse_data(
+    data: str, *, base64: bool, json_mode: bool, limits: ReadLimits, offset: str, url: str
+) -> None:
+    """Refuse an SSE ``data`` event holding a message over ``max_message_bytes``.
+
+    On byte and text streams the event is the message (base64 shrinks to 3/4);
+    on JSON streams the event is an array of messages, each within the limit.
+    """
+    limit = limits.max_message_bytes
+    # str.isascii() is O(1): only other text is encoded to count its bytes.
+    size = len(data) if data.isascii() else len(data.encode("utf-8"))
+    if base64:
+        size = size * 3 // 4
+    if size <= limit:
+        return
+    if json_mode and not base64:
+        # Rare (an event past the limit): parse it to measure each message as sent.
+        for item in parse_json_data(data, offset=offset):
+            size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+            if size > limit:
+                break
+        else:
+            return  # the event is large, its messages are not
+    raise ParseError(
+        f"SSE data event at offset {excerpt(offset)} holds a message of {size} bytes, "
+        f"over max_message_bytes={limit}",
+        offset=offset,
+        url=url,
+    )
 
 
 def is_event_stream(response: httpx.Response) -> bool:

@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import durable_streams._codec as codec_module
 from durable_streams import EmptyAppendError, InvalidArgumentError
-from durable_streams._codec import JsonArraySplitter, encode_item, join_items, json_array
+from durable_streams._codec import (
+    JsonArraySplitter,
+    encode_item,
+    join_items,
+    json_array,
+    nesting_depth,
+)
 
 
 class Event(pydantic.BaseModel):
@@ -183,3 +190,17 @@ def test_an_item_over_the_limit_is_refused_before_the_body_ends() -> None:
     with pytest.raises(ValueError, match="larger than max_message_bytes=1000"):
         feed_until_refused()
     assert fed <= 2 * (1000 + 64)  # the buffer is checked each time it doubles
+
+
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b","]), max_size=80))
+def test_nesting_depth_is_the_same_whatever_the_window(parts: list[bytes]) -> None:
+    # Windows bound the copies; escapes, strings and brackets may straddle them.
+    text = b"".join(parts)
+    whole = nesting_depth(text)
+    original = codec_module.DEPTH_WINDOW_BYTES
+    try:
+        for window in (1, 2, 3, 7):
+            codec_module.DEPTH_WINDOW_BYTES = window
+            assert nesting_depth(text) == whole
+    finally:
+        codec_module.DEPTH_WINDOW_BYTES = original

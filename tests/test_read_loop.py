@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 
+import durable_streams._read_loop as read_loop_module
 import durable_streams._retry as retry_module
 from durable_streams import (
     GoneError,
@@ -820,3 +821,61 @@ async def test_a_position_at_now_cannot_skip(mock: respx.MockRouter) -> None:
     async with handle(content_type=JSON) as h:
         with pytest.raises(InvalidArgumentError, match="now"):
             await h.stream(offset=Position("now", 1), live=True)
+
+
+# -- hostile answers: offsets going back, instant empty long-polls ---------------------------
+
+
+async def test_a_next_offset_lower_than_an_issued_one_is_a_parse_error(
+    mock: respx.MockRouter,
+) -> None:
+    script = serve(mock, ok("[1]", offset=O2), ok("[2]", offset=O1))
+    async with handle() as h:
+        with pytest.raises(ParseError, match="offsets only grow"):
+            await collect(await h.stream())
+    assert len(script.requests) == 2
+
+
+async def test_a_callers_offset_of_the_same_shape_is_compared(mock: respx.MockRouter) -> None:
+    serve(mock, ok("[1]", offset=O1))
+    async with handle() as h:
+        with pytest.raises(ParseError, match="sent back from offset"):
+            await collect(await h.stream(offset=O3))
+
+
+async def test_a_callers_offset_of_another_shape_or_a_sentinel_is_not_compared(
+    mock: respx.MockRouter,
+) -> None:
+    # The reference server accepts "1_5", an offset it never issues, and byte-wise it
+    # sorts after every padded one: not comparable.
+    serve(mock, ok("[1]", offset=O1, up_to_date=True), ok("[2]", offset=O2, up_to_date=True))
+    async with handle() as h:
+        assert [b.items for b in await collect(await h.stream(offset="1_5"))] == [[1]]
+        assert [b.items for b in await collect(await h.stream(offset="-1"))] == [[2]]
+
+
+async def test_instant_empty_long_polls_are_paced_and_data_resets_the_pace(
+    mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paced: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        paced.append(seconds)
+
+    monkeypatch.setattr(read_loop_module, "_sleep", fake_sleep)
+    empty = ok(status=204, offset=O1, up_to_date=True, cursor="1")
+    serve(
+        mock,
+        ok("[]", offset=O1, up_to_date=True),  # catch-up: never paced
+        empty,
+        empty,
+        empty,
+        ok("[1]", offset=O2, up_to_date=True, cursor="2"),
+        ok(status=204, offset=O2, up_to_date=True, cursor="2"),
+        ok("[]", offset=O2, up_to_date=True, closed=True),
+    )
+    async with handle() as h:
+        batches = await collect(await h.stream(offset=O1, live="long-poll"))
+    assert [b.items for b in batches if b.items] == [[1]]
+    # 0.1, 0.2, 0.4 after the instant 204s in a row; none after data; 0.1 again after.
+    assert paced == [0.1, 0.2, 0.4, 0.1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,16 +17,21 @@ from durable_streams import (
     InvalidArgumentError,
     NetworkError,
     NotFoundError,
+    ParseError,
     RequestTimeoutError,
     RetryPolicy,
     ServerError,
 )
 from durable_streams._protocol import header_int
 from durable_streams._transport import (
+    DECODE_STEP,
     ERROR_BODY_BYTES,
     MAX_BUFFERED_BODY,
+    MAX_TRAILING_BYTES,
+    RATIO_GRACE_BYTES,
     Transport,
     error_body,
+    iter_body,
     read_body,
     response_flag,
 )
@@ -335,3 +341,93 @@ async def test_error_body_tolerates_a_dropped_body() -> None:
     res = response(500, stream=_BrokenStream())
     assert await error_body(res) == b"partial"
     assert res.is_closed
+
+
+# -- compressed bodies and odd protocol versions ----------------------------------------------
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, data: bytes, size: int = 65536) -> None:
+        self.data = data
+        self.size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.data), self.size):
+            yield self.data[start : start + self.size]
+
+
+def compressed(data: bytes, wbits: int, level: int = 6) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+def encoded(body: bytes, encoding: str) -> httpx.Response:
+    return response(headers={"content-encoding": encoding}, stream=_Chunks(body))
+
+
+async def chunks_of(res: httpx.Response, max_ratio: float | None = None) -> list[bytes]:
+    return [
+        chunk async for chunk in iter_body(res, "read", contextlib.nullcontext, max_ratio=max_ratio)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [("gzip", 31), ("x-gzip", 31), ("deflate", 15), ("deflate", -15), ("identity", 0)],
+)
+async def test_bodies_are_decoded_here_in_bounded_steps(encoding: str, wbits: int) -> None:
+    data = b"".join(b"line %d of a compressible body\n" % n for n in range(200_000))
+    body = data if encoding == "identity" else compressed(data, wbits)
+    chunks = await chunks_of(encoded(body, encoding), max_ratio=1000)
+    assert b"".join(chunks) == data
+    assert max(map(len, chunks)) <= max(DECODE_STEP, 65536)
+
+
+async def test_a_gzip_bomb_hits_the_ratio_after_bounded_output() -> None:
+    bomb = compressed(bytes(64 * 1024 * 1024), 31, level=9)
+    seen: list[int] = []
+
+    async def read() -> None:
+        chunks = iter_body(encoded(bomb, "gzip"), "read", contextlib.nullcontext, max_ratio=100)
+        async for chunk in chunks:
+            seen.append(len(chunk))
+
+    with pytest.raises(ParseError, match="max_decompression_ratio=100 "):
+        await read()
+    assert sum(seen) <= RATIO_GRACE_BYTES + DECODE_STEP
+
+
+async def test_bytes_after_the_compressed_data_are_dropped_within_a_bound() -> None:
+    body = compressed(b"hello" * 1000, 31)
+    assert b"".join(await chunks_of(encoded(body + b"junk" * 100, "gzip"))) == b"hello" * 1000
+    with pytest.raises(ParseError, match="after the end"):
+        await chunks_of(encoded(body + bytes(MAX_TRAILING_BYTES + 1), "gzip"))
+
+
+async def test_a_corrupt_compressed_body_is_a_parse_error() -> None:
+    body = compressed(b"hello" * 1000, 31)
+    with pytest.raises(ParseError, match="not valid gzip"):
+        await chunks_of(encoded(body[:20] + b"\xff" * 40 + body[60:], "gzip"))
+
+
+async def test_error_bodies_of_a_bomb_stay_small() -> None:
+    bomb = compressed(bytes(16 * 1024 * 1024), 31, level=9)
+    res = httpx.Response(
+        500,
+        request=httpx.Request("GET", URL),
+        headers={"content-encoding": "gzip"},
+        stream=_Chunks(bomb),
+    )
+    assert await error_body(res) == bytes(ERROR_BODY_BYTES)
+
+
+async def test_a_response_in_another_http_version_is_a_network_error() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, extensions={"http_version": b"HTTP/9.9"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    t = transport(client=client)
+    request = await t.build("HEAD")
+    with pytest.raises(NetworkError, match=r"HTTP/9\.9"):
+        await t.send(request, operation="head")
+    await client.aclose()

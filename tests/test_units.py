@@ -9,13 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from durable_streams import ParseError, ServerError
+from durable_streams import ParseError, ReadLimits, ServerError
 from durable_streams._position import ReadPosition
 from durable_streams._units import (
     Skip,
     Unit,
     byte_groups,
     check_progress,
+    check_sse_data,
     is_event_stream,
     json_item_groups,
     parse_json_body,
@@ -272,3 +273,27 @@ async def test_json_item_groups_report_invalid_json_with_the_offset() -> None:
 def test_json_nested_too_deeply_is_a_parse_error() -> None:
     with pytest.raises(ParseError, match="nested too deeply"):
         parse_json_body(b"[" * 100_000 + b"]" * 100_000, offset=OFFSET, where=URL, url=URL)
+
+
+def _sse_check(data: str, *, base64: bool = False, json_mode: bool = False) -> None:
+    limits = ReadLimits(max_message_bytes=100)
+    check_sse_data(
+        data, base64=base64, json_mode=json_mode, limits=limits, offset="0_1", url="http://x/s"
+    )
+
+
+def test_an_sse_event_over_max_message_bytes_is_a_parse_error() -> None:
+    _sse_check("t" * 100)
+    with pytest.raises(ParseError, match="max_message_bytes=100"):
+        _sse_check("t" * 101)
+    with pytest.raises(ParseError, match="max_message_bytes=100"):
+        _sse_check("é" * 60)  # 120 bytes in 60 characters
+    _sse_check("QUJD" * 33, base64=True)  # 99 bytes once decoded
+    with pytest.raises(ParseError, match="max_message_bytes=100"):
+        _sse_check("QUJD" * 34, base64=True)
+
+
+def test_a_json_sse_event_may_be_large_but_not_its_messages() -> None:
+    _sse_check(json.dumps(["m" * 50] * 100), json_mode=True)
+    with pytest.raises(ParseError, match="max_message_bytes=100"):
+        _sse_check(json.dumps(["small", "m" * 200]), json_mode=True)

@@ -1,10 +1,16 @@
 """The client side of a hostile case: runs one public-API call in this process and reports.
 
-Run as ``python -m tests.hostile.client '<json spec>'``. The last line on stdout
-is a JSON report: the outcome (result summary, or the exception's type, code,
-status and message), peak RSS growth (VmHWM after resetting it), CPU time,
-wall time, and every place a secret showed up: the error's str/repr, its whole
-``__cause__``/``__context__`` chain and traceback, and the DEBUG logs of
+Run as ``python -m tests.hostile.client '<json spec>'``, or as a fork server
+(``--serve``): it imports everything once, then for each spec line on stdin
+forks a child that runs the case as a fresh interpreter would (warm-up, peak
+reset, the call, the report), its stdout and stderr in the files the spec
+names, and answers ``<pid>`` then ``done <exit status>``.
+
+The last line of the case's stdout is a JSON report: the outcome (result
+summary, or the exception's type, code, status and message), peak RSS growth
+(VmHWM after resetting it), CPU time, wall time, and every place a secret
+showed up: the error's str/repr, its whole ``__cause__``/``__context__`` chain
+and traceback, and the DEBUG logs of
 ``durable_streams``, ``httpx`` and ``httpcore``.
 """
 
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pydoc
 import resource
 import sys
@@ -237,7 +244,39 @@ ACTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]]] =
 
 
 def main() -> None:
-    spec = json.loads(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        serve()
+    else:
+        run_case(json.loads(sys.argv[1]))
+
+
+def serve() -> None:
+    """Fork a child per spec line on stdin: the imports are paid once, not per case."""
+    for line in sys.stdin:
+        spec = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the child: one case, then exit without running the parent's cleanup
+            status = 1
+            try:
+                with open(spec["stdout"], "w") as out, open(spec["stderr"], "w") as err:
+                    os.dup2(out.fileno(), 1)
+                    os.dup2(err.fileno(), 2)
+                    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+                    run_case(spec)
+                    sys.stdout.flush()
+                    status = 0
+            except BaseException:
+                traceback.print_exc()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(f"done {os.waitstatus_to_exitcode(status)}", flush=True)
+
+
+def run_case(spec: dict[str, Any]) -> None:
     secrets: list[str] = spec.get("secrets", [])
     scanner = _Scanner(secrets)
     for name in ("durable_streams", "httpx", "httpcore"):

@@ -67,7 +67,7 @@ async def state_materialize(bench: Bench) -> list[Row]:
             return run
 
         async def typed_view() -> int:
-            view = Users(handle, live=False, autosave=None)
+            view = Users(handle, live="long-poll", autosave=None)  # preload() only catches up
             await view.preload()
             if len(view.users) != min(count, USERS):
                 raise RuntimeError(f"materialized {len(view.users)} users")

@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m durable_streams.testing --port 4437 [--host 127.0.0.1] [--page-size N]
-        [--long-poll-timeout SECONDS] [--sse-reconnect-interval SECONDS]
+    python -m durable_streams.testing --port 4437 [--host 127.0.0.1]
+        [--page-size N] [--page-bytes N] [--long-poll-timeout SECONDS]
+        [--sse-reconnect-interval SECONDS] [--exit-on-stdin-close]
 
 Prints one line, ``{"url": "http://HOST:PORT"}``, once it listens (port 0 picks a free port), and
 stops on SIGINT/SIGTERM.
@@ -15,6 +16,7 @@ import argparse
 import json
 import socket
 import sys
+import threading
 
 from ._server import InMemoryServer
 
@@ -30,10 +32,21 @@ def _parser() -> argparse.ArgumentParser:
         "--page-size",
         type=int,
         default=None,
-        help="most JSON messages (or bytes) one read response carries (default: no limit)",
+        help="most messages (JSON messages, or appends) one read response carries (default: all)",
+    )
+    parser.add_argument(
+        "--page-bytes",
+        type=int,
+        default=None,
+        help="most body bytes one read response carries (JSON messages are not cut; default: all)",
     )
     parser.add_argument("--long-poll-timeout", type=float, default=30.0, help="seconds")
     parser.add_argument("--sse-reconnect-interval", type=float, default=None, help="seconds")
+    parser.add_argument(
+        "--exit-on-stdin-close",
+        action="store_true",
+        help="stop when standard input closes (so a crashed parent leaves no orphan server)",
+    )
     return parser
 
 
@@ -59,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     server = InMemoryServer(
         page_size=options.page_size,
+        page_bytes=options.page_bytes,
         long_poll_timeout=options.long_poll_timeout,
         sse_reconnect_interval=options.sse_reconnect_interval,
         url=f"http://{host}:{port}",
@@ -75,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"url": server.url}), flush=True)
 
     runner.startup = startup  # type: ignore[method-assign]
+    if options.exit_on_stdin_close:
+
+        def stop_at_eof() -> None:
+            while sys.stdin.buffer.read(65536):
+                pass
+            runner.should_exit = True
+
+        threading.Thread(target=stop_at_eof, daemon=True).start()
     runner.run(sockets=[sock])
     return 0
 

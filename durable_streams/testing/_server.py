@@ -20,9 +20,12 @@ from typing import Any
 import anyio
 import httpx
 
+from durable_streams import InvalidArgumentError
+
 from ._asgi import AsgiApp
 from ._faults import Fault, Faults, fault_from_json
 from ._store import (
+    Budget,
     CreateRequest,
     Page,
     ProtocolFailure,
@@ -100,9 +103,11 @@ class InMemoryServer:
     HTTP with :attr:`asgi` (``python -m durable_streams.testing`` serves it with uvicorn), and
     through the pytest fixtures of :mod:`durable_streams.testing.pytest_plugin`.
 
-    ``page_size`` caps what one read response carries (JSON messages for JSON streams, bytes
-    otherwise; None: the whole rest of the stream, like the reference server), so tests can
-    exercise multi-response catch-ups. ``long_poll_timeout`` (seconds) bounds long-polls and
+    ``page_size`` caps how many messages one read response carries (JSON messages; appends for
+    other streams) and ``page_bytes`` how many body bytes (a JSON message is never cut, an append
+    of bytes may be); None, the default, puts the whole rest of the stream in one response like
+    the reference server. Either lets tests exercise multi-response catch-ups (and SSE events).
+    ``long_poll_timeout`` (seconds) bounds long-polls and
     spaces SSE keep-alives; ``sse_reconnect_interval`` ends SSE responses after that many
     seconds (the protocol's CDN advice; None: never).
 
@@ -117,14 +122,17 @@ class InMemoryServer:
         self,
         *,
         page_size: int | None = None,
+        page_bytes: int | None = None,
         long_poll_timeout: float = 30.0,
         sse_reconnect_interval: float | None = None,
         cursor_interval: float = 20.0,
         url: str = IN_PROCESS_URL,
     ) -> None:
-        if page_size is not None and page_size < 1:
-            raise ValueError("page_size must be at least 1 (or None)")
+        for name, value in (("page_size", page_size), ("page_bytes", page_bytes)):
+            if value is not None and value < 1:
+                raise InvalidArgumentError(f"{name} must be at least 1 (or None)", field=name)
         self.page_size = page_size
+        self.page_bytes = page_bytes
         self.long_poll_timeout = long_poll_timeout
         self.sse_reconnect_interval = sse_reconnect_interval
         self.cursor_interval = cursor_interval
@@ -413,13 +421,14 @@ class InMemoryServer:
         return f'"{encoded}:{start}:{end}{":c" if closed else ""}"'
 
     def _page(self, stream: Stream, position: int, *, whole_chars: bool = False) -> Page:
-        page = self.store.page(stream, position, self.page_size)
-        if whole_chars and self.page_size is not None and page.end < stream.tail:
+        page = self.store.page(stream, position, Budget(self.page_size, self.page_bytes))
+        if whole_chars and page.end < stream.tail:
             # Text over SSE is decoded per event: never end a page inside a UTF-8 character.
-            following = b"".join(self.store.page(stream, page.end, 3).parts)
+            following = b"".join(self.store.page(stream, page.end, Budget(None, 3)).parts)
             extra = len(following) - len(following.lstrip(bytes(range(0x80, 0xC0))))
             if extra:
-                page = self.store.page(stream, position, self.page_size + extra)
+                rest = self.store.page(stream, page.end, Budget(None, extra))
+                page = Page(start=page.start, end=rest.end, parts=page.parts + rest.parts)
         return page
 
     async def _read(self, request: Request, fault: Fault | None) -> Reply:
@@ -572,16 +581,19 @@ class InMemoryServer:
                 return
             self.store.touch(stream)
             page = self._page(stream, position, whole_chars=text)
+            # A data event and its control event go out in one write: a reader never sees
+            # one without the other in the same chunk.
+            data = b""
             if not page.empty:
-                yield _sse_event("data", self._sse_payload(stream, page, base64_data))
+                data = _sse_event("data", self._sse_payload(stream, page, base64_data))
                 position = page.end
                 emit_control = True
             at_tail = position >= stream.tail
             if stream.closed and at_tail:
-                yield self._control(position, cursor, at_tail=True, closed=True)
+                yield data + self._control(position, cursor, at_tail=True, closed=True)
                 return
             if emit_control:
-                yield self._control(position, cursor, at_tail=at_tail, closed=False)
+                yield data + self._control(position, cursor, at_tail=at_tail, closed=False)
             if not at_tail:
                 continue
             if time.monotonic() >= deadline:

@@ -189,31 +189,63 @@ class Stream:
             return None
         return start, data
 
-    def read(self, position: int, cap: int, limit: int | None) -> Iterator[bytes]:
-        """The data from ``position`` up to ``cap`` (at most ``limit`` units), as parts."""
-        remaining = sys.maxsize if limit is None else limit
+    def read(self, position: int, cap: int, budget: Budget) -> Iterator[bytes]:
+        """The data from ``position`` up to ``cap``, as much as ``budget`` allows, as parts."""
         if self.source is not None and position < self.base:
             inner_cap = min(cap, self.base)
-            for part in self.source.read(position, inner_cap, limit):
-                remaining -= len(part) if not self.json else 1
-                yield part
+            yield from self.source.read(position, inner_cap, budget)
             position = inner_cap
-            if remaining <= 0 or position >= cap:
+            if budget.exhausted or position >= cap:
                 return
         index = max(0, bisect.bisect_right(self.starts, position) - 1)
-        while index < len(self.records) and remaining > 0:
+        while index < len(self.records) and not budget.exhausted:
             start, data = self.starts[index], self.records[index]
             if start >= cap:
                 return
-            lo = max(position - start, 0)
-            hi = min(len(data), cap - start, lo + remaining)
+            lo, hi = max(position - start, 0), min(len(data), cap - start)
             if hi > lo:
                 if isinstance(data, list):
-                    yield from data[lo:hi]
+                    for message in data[lo:hi] if lo or hi < len(data) else data:
+                        if not budget.take_message(len(message)):
+                            return
+                        yield message
                 else:
-                    yield data[lo:hi] if lo or hi < len(data) else data
-                remaining -= hi - lo
+                    size = budget.take_bytes(hi - lo)
+                    yield data[lo : lo + size] if lo or lo + size < len(data) else data
             index += 1
+
+
+class Budget:
+    """How much one response may still carry: messages and bytes (None: no limit).
+
+    A JSON message is never cut (the first one is taken whatever its size); an append of bytes
+    counts as one message and may be cut anywhere.
+    """
+
+    def __init__(self, messages: int | None, size: int | None) -> None:
+        self.messages = sys.maxsize if messages is None else messages
+        self.bytes = sys.maxsize if size is None else size
+        self.taken = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.messages <= 0 or self.bytes <= 0
+
+    def take_message(self, size: int) -> bool:
+        if self.messages <= 0 or (size > self.bytes and self.taken):
+            self.messages = 0
+            return False
+        self.messages -= 1
+        self.bytes -= size
+        self.taken += 1
+        return True
+
+    def take_bytes(self, size: int) -> int:
+        size = min(size, self.bytes)
+        self.messages -= 1
+        self.bytes -= size
+        self.taken += 1
+        return size
 
 
 def _safe_int(text: str) -> int | None:
@@ -482,11 +514,11 @@ class Store:
     # -- reading ----------------------------------------------------------------------------
 
     @staticmethod
-    def page(stream: Stream, position: int, limit: int | None) -> Page:
-        """Up to ``limit`` units from ``position`` (the whole rest if ``limit`` is None)."""
+    def page(stream: Stream, position: int, budget: Budget) -> Page:
+        """What ``budget`` allows from ``position`` (``Budget(None, None)``: the whole rest)."""
         if position >= stream.tail:
             return Page(start=position, end=position, parts=[])
-        parts = list(stream.read(position, stream.tail, limit))
+        parts = list(stream.read(position, stream.tail, budget))
         size = len(parts) if stream.json else sum(len(p) for p in parts)
         return Page(start=position, end=position + size, parts=parts)
 

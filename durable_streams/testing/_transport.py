@@ -3,8 +3,9 @@
 No sockets, no threads: the request is answered by awaiting the server's handler on the caller's
 event loop (asyncio or trio), and a live body (SSE) is handed over chunk by chunk as the server
 produces it. httpx's read timeout is honoured (waiting for the answer and for each chunk raises
-``httpx.ReadTimeout``), and an injected dropped connection raises ``httpx.RemoteProtocolError``
-as a real one does.
+``httpx.ReadTimeout``), an injected dropped connection raises ``httpx.RemoteProtocolError`` as a
+real one does, and httpcore's ``trace`` extension hears ``send_request_body.complete`` once the
+body is handed over (the SDK's producer pipelines on it).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class InProcessTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
+        trace = request.extensions.get("trace")
+        if trace is not None:  # as httpcore reports it: the request is now "on the wire"
+            await trace("http11.send_request_body.complete", {"request": request})
         timeouts = request.extensions.get("timeout", {})
         read_timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
         headers: dict[str, str] = {}

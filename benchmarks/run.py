@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
 
-from benchmarks import _fanout, _live, _producer, _reads, _requests
+from benchmarks import _fanout, _inprocess, _live, _producer, _reads, _requests
 from benchmarks._harness import (
     FULL,
     QUICK,
@@ -51,6 +51,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "tail": ("5 live tail latency", _live.tail_latency),
     "memory": ("6 large catch-ups: throughput and memory", _reads.read_memory),
     "fanout": ("7 fan-out to concurrent live readers", _fanout.fanout),
+    "inprocess": (
+        "9 in-process test server vs the reference server",
+        _inprocess.inprocess_vs_reference,
+    ),
 }
 
 #: Long enough that no live read in the tail and fan-out scenarios times out mid-sample.

@@ -69,8 +69,6 @@ _COMMON_HEADERS = [
     ("x-content-type-options", "nosniff"),
     ("cross-origin-resource-policy", "cross-origin"),
 ]
-#: Catch-up and long-poll data responses may be cached by CDNs (PROTOCOL §5).
-_CACHEABLE = "public, max-age=60, stale-while-revalidate=300"
 
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> Reply:
@@ -509,7 +507,6 @@ class InMemoryServer:
         if request.headers.get("if-none-match") == etag:
             return Reply(304, [("etag", etag)])
         headers.append(("etag", etag))
-        headers.append(("cache-control", _CACHEABLE))
         body = _json_body(page.parts) if stream.json else b"".join(page.parts)
         if fault is not None and fault.changes_body:
             body = fault.apply_to_body(body)
@@ -549,9 +546,8 @@ class InMemoryServer:
         self, next_offset: int, cursor: str | None, *, at_tail: bool, closed: bool
     ) -> bytes:
         control: dict[str, Any] = {"streamNextOffset": format_offset(next_offset)}
-        if closed:
+        if closed:  # upToDate is implied (the reference server omits it, and so do we)
             control["streamClosed"] = True
-            control["upToDate"] = True
         else:
             control["streamCursor"] = self._cursor(cursor)
             if at_tail:

@@ -27,7 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
 
-from benchmarks import _consumer, _fanout, _live, _producer, _reads, _requests, _state, _sync
+from benchmarks import (
+    _consumer,
+    _fanout,
+    _inprocess,
+    _live,
+    _producer,
+    _reads,
+    _requests,
+    _state,
+    _sync,
+)
 from benchmarks._harness import (
     FULL,
     QUICK,
@@ -54,6 +64,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "consumer": ("8 consumer with SQLite checkpoints", _consumer.consumer_throughput),
     "state": ("9 State Protocol materializing", _state.state_materialize),
     "sync": ("10 sync API overhead per append", _sync.sync_append_latency),
+    "inprocess": (
+        "11 in-process test server vs the reference server",
+        _inprocess.inprocess_vs_reference,
+    ),
 }
 
 #: Long enough that no live read in the tail and fan-out scenarios times out mid-sample.

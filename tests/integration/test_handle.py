@@ -39,15 +39,29 @@ async def handle(stream_url: str) -> AsyncIterator[StreamHandle]:
         yield h
 
 
+async def read_pages(handle: StreamHandle) -> list[bytes]:
+    """Raw bodies of a catch-up to the tail, however many responses the server uses."""
+    pages: list[bytes] = []
+    offset = "-1"
+    while True:
+        response = await handle.client.get(handle.url, params={"offset": offset})
+        assert response.status_code == 200
+        pages.append(response.content)
+        offset = response.headers["stream-next-offset"]
+        if "stream-up-to-date" in response.headers:
+            return pages
+
+
 async def read_all(handle: StreamHandle) -> bytes:
-    response = await handle.client.get(handle.url, params={"offset": "-1"})
-    assert response.status_code == 200
-    return response.content
+    return b"".join(await read_pages(handle))
 
 
 async def read_json(handle: StreamHandle) -> list[Any]:
-    items = json.loads(await read_all(handle))
-    assert isinstance(items, list)
+    items: list[Any] = []
+    for page in await read_pages(handle):
+        parsed = json.loads(page)
+        assert isinstance(parsed, list)
+        items += parsed
     return items
 
 

@@ -30,23 +30,31 @@ BYTES = "application/octet-stream"
 JSON = "application/json"
 
 
-async def read_stream(url: str) -> tuple[bytes, bool]:
-    """The whole stream with plain httpx (offset -1, following Stream-Next-Offset)."""
-    data = b""
+async def read_pages(url: str) -> tuple[list[bytes], bool]:
+    """Every response body of a catch-up with plain httpx (offset -1, following
+    Stream-Next-Offset to the tail), and whether the stream is closed."""
+    pages: list[bytes] = []
     offset = "-1"
     async with httpx.AsyncClient() as client:
         while True:
             response = await client.get(url, params={"offset": offset})
             assert response.status_code == 200, response.text
-            data += response.content
+            pages.append(response.content)
             offset = response.headers["stream-next-offset"]
             if "stream-up-to-date" in response.headers:
-                return data, response.headers.get("stream-closed") == "true"
+                return pages, response.headers.get("stream-closed") == "true"
+
+
+async def read_stream(url: str) -> tuple[bytes, bool]:
+    """The whole (byte) stream, and whether it is closed."""
+    pages, closed = await read_pages(url)
+    return b"".join(pages), closed
 
 
 async def read_json(url: str) -> list[object]:
-    data, _ = await read_stream(url)
-    return list(json.loads(data))
+    """The whole JSON stream: one array per response, merged."""
+    pages, _ = await read_pages(url)
+    return [item for page in pages for item in json.loads(page)]
 
 
 @pytest.fixture

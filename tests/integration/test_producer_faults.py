@@ -103,6 +103,7 @@ async def read_all_json(url: str) -> list[Any]:
                 return items
 
 
+@pytest.mark.sockets  # a TCP proxy between the producer and the server loses responses
 async def test_exactly_once_through_injected_faults(
     stream_url: str, faults: ReferenceServer
 ) -> None:

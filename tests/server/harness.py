@@ -1,8 +1,11 @@
-"""Start and stop the pinned reference server (``launch.mjs``) from Python.
+"""Start and stop a Durable Streams server process from Python.
 
-Used by the test suite's session fixture, the conformance runner and the
+The pinned reference server (``launch.mjs``) or the project's own in-memory
+server (``python -m durable_streams.testing``), which print the same
+``{"url": ...}`` line and answer the same ``/_test/inject-error`` endpoint.
+Used by the test suite's session fixture, the conformance runners and the
 benchmarks. The server runs as a child process on 127.0.0.1 with port 0; it is
-stopped by PID, and also stops by itself when our end of its stdin closes.
+stopped by PID (the reference server also stops when our end of its stdin closes).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +36,7 @@ class ServerStartError(RuntimeError):
 
 @dataclass
 class ReferenceServer:
-    """A running reference server: its base URL and process."""
+    """A running server process (the reference server or ours): its base URL and process."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -84,13 +88,42 @@ def start_server(*, long_poll_timeout_ms: int = 30_000) -> ReferenceServer:
         stdout=subprocess.PIPE,
         env={**os.environ, "NODE_ENV": "test"},
     )
+    return _wait_until_serving(process, "the reference server")
+
+
+def start_python_server(
+    *,
+    long_poll_timeout_ms: int = 30_000,
+    page_size: int | None = None,
+    page_bytes: int | None = None,
+) -> ReferenceServer:
+    """Start ``python -m durable_streams.testing`` (uvicorn) and wait until it answers HTTP."""
+    command = [
+        sys.executable,
+        "-m",
+        "durable_streams.testing",
+        "--port",
+        "0",
+        "--long-poll-timeout",
+        str(long_poll_timeout_ms / 1000),
+        "--exit-on-stdin-close",
+    ]
+    if page_size is not None:
+        command += ["--page-size", str(page_size)]
+    if page_bytes is not None:
+        command += ["--page-bytes", str(page_bytes)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return _wait_until_serving(process, "the Python server")
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], name: str) -> ReferenceServer:
     assert process.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
     ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
     line = process.stdout.readline() if ready else b""
     if not line:
         process.kill()
-        raise ServerStartError("the reference server did not print its URL")
+        raise ServerStartError(f"{name} did not print its URL")
     url = json.loads(line)["url"].rstrip("/")
     server = ReferenceServer(url=url, process=process)
     while True:  # it printed after listening; one request proves it serves
@@ -100,7 +133,7 @@ def start_server(*, long_poll_timeout_ms: int = 30_000) -> ReferenceServer:
         except httpx.HTTPError:
             if time.monotonic() > deadline:
                 server.stop()
-                raise ServerStartError(f"the reference server at {url} does not answer") from None
+                raise ServerStartError(f"{name} at {url} does not answer") from None
             time.sleep(0.05)
 
 

@@ -59,6 +59,7 @@ from datetime import timezone
 from typing import Any
 
 import httpx
+import pydantic
 
 from . import _protocol as p
 from ._redact import excerpt, redact_headers, redact_url, request_secrets, scrub, scrub_exception
@@ -496,6 +497,13 @@ class PositionRejectedError(DurableStreamError):
         self.reason = reason
         self.position = position
         self.consumer = consumer
+
+
+def invalid_options(model: str, exc: pydantic.ValidationError) -> InvalidArgumentError:
+    """The error for options a pydantic model refused: its first problem, named by field."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else None
+    return InvalidArgumentError(f"invalid {model}: {field}: {first['msg']}", field=field)
 
 
 # -- status mapping --------------------------------------------------------------------------

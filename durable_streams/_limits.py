@@ -8,7 +8,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _protocol as p
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, invalid_options
 
 __all__ = ["DEFAULT_READ_LIMITS", "ReadLimits"]
 
@@ -53,11 +53,7 @@ class ReadLimits(BaseModel):
         try:
             super().__init__(**data)
         except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else None
-            raise InvalidArgumentError(
-                f"invalid ReadLimits: {field}: {first['msg']}", field=field
-            ) from None
+            raise invalid_options("ReadLimits", exc) from None
 
 
 DEFAULT_READ_LIMITS = ReadLimits()

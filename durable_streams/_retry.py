@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ._errors import (
     DurableStreamError,
-    InvalidArgumentError,
     RateLimitedError,
     ServerError,
     StatusError,
     TransportError,
+    invalid_options,
 )
 
 __all__ = ["Backoff", "RetryPolicy", "is_retryable", "sleep"]
@@ -80,11 +80,7 @@ class RetryPolicy(BaseModel):
         try:
             super().__init__(**data)
         except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else None
-            raise InvalidArgumentError(
-                f"invalid RetryPolicy: {field}: {first['msg']}", field=field
-            ) from None
+            raise invalid_options("RetryPolicy", exc) from None
 
     @field_validator("max_delay")
     @classmethod

@@ -25,6 +25,7 @@ from . import _protocol as p
 __all__ = [
     "BODY_EXCERPT_CHARS",
     "SENDING",
+    "SENDING_REQUEST",
     "REDACTED",
     "excerpt",
     "is_secret_header",
@@ -160,9 +161,10 @@ class _HttpxLogRedactor(logging.Filter):
         return True
 
 
-#: The credentials of the request the SDK is sending (set next to ``SENDING``).
-SENDING_SECRETS: ContextVar[tuple[str, ...]] = ContextVar(
-    "durable_streams_sending_secrets", default=()
+#: The request the SDK is sending (set next to ``SENDING``): its credentials are worked
+#: out only when httpcore logs something about it, not on every request.
+SENDING_REQUEST: ContextVar[httpx.Request | None] = ContextVar(
+    "durable_streams_sending_request", default=None
 )
 
 # ``(b'Location', b'http://...')`` in httpcore's trace of response headers.
@@ -178,7 +180,7 @@ class _HttpcoreLogRedactor(logging.Filter):
             return True
         message = record.getMessage()
         redacted = _HEADER_TUPLE.sub(_redact_header_tuple, message)
-        redacted = scrub(redacted, SENDING_SECRETS.get())
+        redacted = scrub(redacted, request_secrets(SENDING_REQUEST.get()))
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -32,7 +32,7 @@ from ._errors import (
     error_for_exception,
     error_for_response,
 )
-from ._redact import SENDING, SENDING_SECRETS, excerpt, redact_url, request_secrets
+from ._redact import SENDING, SENDING_REQUEST, excerpt, redact_url
 from ._retry import RetryPolicy
 from ._types import HeadersArg, ParamsArg, ValueSource
 
@@ -343,7 +343,7 @@ class Transport:
         try:
             # httpx's and httpcore's log lines for this request are redacted.
             sending = SENDING.set(True)
-            secrets = SENDING_SECRETS.set(request_secrets(request))
+            sending_request = SENDING_REQUEST.set(request)
             try:
                 # httpx's timeouts apply per socket operation: a server sending its
                 # headers a byte at a time would never trip them. One deadline covers
@@ -351,7 +351,7 @@ class Transport:
                 with anyio.fail_after(deadline):
                     response = await self.client.send(request, stream=True)
             finally:
-                SENDING_SECRETS.reset(secrets)
+                SENDING_REQUEST.reset(sending_request)
                 SENDING.reset(sending)
             if response.http_version not in HTTP_VERSIONS:
                 # h11 parses any "HTTP/d.d" status line; another major version means

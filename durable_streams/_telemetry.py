@@ -38,8 +38,8 @@ from ._redact import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.metrics import CallbackOptions, Observation
-    from opentelemetry.trace import Span, SpanContext
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, SpanContext, TracerProvider
 
 __all__ = [
     "INSTRUMENTATION_NAME",
@@ -91,7 +91,13 @@ class Telemetry:
         span = otel.start_request(request, 0) if otel is not None else None
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        """The global providers by default (tests pass their own, with in-memory exporters)."""
         from opentelemetry import context, metrics, propagate, trace
 
         from . import __version__
@@ -101,10 +107,12 @@ class Telemetry:
         self._inject = propagate.inject
         self._client = trace.SpanKind.CLIENT
         self._internal = trace.SpanKind.INTERNAL
-        self._error = trace.Status(trace.StatusCode.ERROR)
+        self._error = trace.StatusCode.ERROR
         self._link = trace.Link
-        self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__)
-        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__)
+        self.tracer = trace.get_tracer(
+            INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
+        )
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider)
         self._observation = metrics.Observation
         self.http_duration = meter.create_histogram(
             "http.client.request.duration",

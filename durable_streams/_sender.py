@@ -527,16 +527,17 @@ class Sender:
                 batch.counted_bytes,
                 batch.close,
             )
-        outcome = "cancelled"
+        delivered = False
         try:
             await self._deliver_attempts(batch)
-            outcome = _outcome(batch)
+            delivered = True
         finally:
             if batch.written is not None:  # never leave the next batch waiting
                 batch.written.set()
             self._in_flight.discard(batch.seq)
             self.notify()
             if otel is not None and traced is not None:
+                outcome = _outcome(batch) if delivered else "cancelled"
                 otel.end_batch(*traced, outcome, batch.error)
 
     async def _deliver_attempts(self, batch: ProducerBatch) -> None:

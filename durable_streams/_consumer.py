@@ -310,6 +310,8 @@ class Consumer:
         if self._closed:
             return
         self._closed = True
+        if _telemetry.OTEL is not None:
+            _telemetry.OTEL.forget_consumer(self)
         iterator = self._iterator
         if iterator is not None:
             with anyio.CancelScope(shield=True):

@@ -293,6 +293,7 @@ class Telemetry:
         self._producers.add(producer)
 
     def forget_producer(self, producer: WatchedProducer) -> None:
+        """Stop counting ``producer`` (it stopped)."""
         self._producers.discard(producer)
 
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -337,7 +338,11 @@ class Telemetry:
             self.consumer_items.add(items, {"durable_streams.consumer.name": consumer})
 
     def watch_consumer(self, consumer: WatchedConsumer) -> None:
+        """Report ``consumer`` in the caught-up gauge until it is closed."""
         self._consumers.add(consumer)
+
+    def forget_consumer(self, consumer: WatchedConsumer) -> None:
+        self._consumers.discard(consumer)
 
     def _observe_caught_up(self, options: CallbackOptions) -> Iterator[Observation]:
         for consumer in list(self._consumers):

@@ -569,15 +569,19 @@ def test_the_sdk_adds_no_log_handlers() -> None:
     assert done.stdout.strip() == "ok"
 
 
-def test_the_default_telemetry_uses_the_global_providers() -> None:
+def test_opentelemetry_loads_at_the_first_transport_and_uses_the_global_providers() -> None:
     script = """
+    import sys
     import anyio
+    from durable_streams import StreamHandle, _telemetry
+    from durable_streams.testing import InMemoryServer
+    # Importing the SDK does not import OpenTelemetry (~30 ms): the first Transport does.
+    assert "opentelemetry" not in sys.modules and _telemetry.OTEL is None
+
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from durable_streams import StreamHandle
-    from durable_streams.testing import InMemoryServer
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -239,3 +239,29 @@ def test_tail_in_a_terminal(env: dict[str, str], name: str) -> None:
             os.kill(term.pid, signal.SIGKILL)
     assert screen.index('"msg": "first"') < screen.index('"msg": "second"')
     assert SECRET not in screen
+
+
+def test_serve_runs_the_python_test_server(env: dict[str, str]) -> None:
+    server = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        url = json.loads(server.stdout.readline())["url"]
+        here = {**env, "DURABLE_STREAMS_URL": f"{url}/v1/stream"}
+        assert run(here, "create", "served", "-t", "application/json").returncode == 0
+        assert run(here, "append", "served", '{"n": 1}', "--json").returncode == 0
+        read = run(here, "read", "served", "--output", "jsonl")
+        assert read.returncode == 0, read.stderr
+        assert [json.loads(line) for line in read.stdout.splitlines()] == [{"n": 1}]
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=DEADLINE) == 130  # EXIT_INTERRUPTED: a clean stop
+        assert server.stderr is not None
+        assert b"Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        for pipe in (server.stdout, server.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -1,0 +1,204 @@
+"""Webhook verification (§7): the ``Webhook-Signature`` checks, and the wake it carries.
+
+A webhook request is trusted only after, in this order: its header parses
+strictly, its timestamp is within the tolerance, its ``kid`` names a key of the
+server's JWKS, and the Ed25519 signature over ``t + "." + raw body`` holds. Only
+then is the body parsed, and its ``subscription_id`` must be the expected one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Annotated
+
+import pydantic
+from cryptography.exceptions import InvalidSignature
+
+from durable_streams._errors import InvalidArgumentError, WebhookVerificationError
+
+from ._jwks import JwksCache, decode_base64url
+
+__all__ = [
+    "MAX_WEBHOOK_BODY",
+    "SIGNATURE_HEADER",
+    "WakeStream",
+    "WebhookNotification",
+    "verify",
+]
+
+#: The header carrying ``t=<unix seconds>,kid=<key id>,ed25519=<signature>``.
+SIGNATURE_HEADER = "webhook-signature"
+#: A longer signature header is refused unread (a real one is about 150 characters).
+MAX_SIGNATURE_HEADER = 1024
+#: Webhook bodies larger than this are refused (a wake lists its streams: a few KiB).
+MAX_WEBHOOK_BODY = 1024 * 1024
+#: Seconds a webhook's timestamp may differ from the receiver's clock.
+DEFAULT_TOLERANCE = 300.0
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_KID = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
+_SIGNATURE_BYTES = 64
+
+Headers = Mapping[str, str] | Iterable[tuple[bytes, bytes]]
+"""Request headers: a mapping (Starlette's, httpx's, a dict) or ASGI's raw name/value pairs."""
+
+
+class WakeStream(pydantic.BaseModel):
+    """One linked stream in a wake: read it from ``acked_offset`` up to ``tail_offset``.
+
+    Example::
+
+        for stream in wake.streams:
+            if stream.has_pending:
+                await process(stream.path, start=stream.acked_offset)
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="ignore")
+
+    #: The stream's path, relative to the stream root (``orders/eu``).
+    path: str
+    #: ``"explicit"`` or ``"glob"`` (linked by the subscription's pattern).
+    link_type: str | None = None
+    #: Acknowledged up to here (inclusive): read from this offset.
+    acked_offset: str
+    #: The stream's tail when the wake was made: a ``{"done": true}`` reply acks up to it.
+    tail_offset: str | None = None
+    #: Whether the stream has data past ``acked_offset``.
+    has_pending: bool = True
+
+
+class WebhookNotification(pydantic.BaseModel):
+    """A verified webhook wake: which streams have work, and how to acknowledge it later.
+
+    ``callback_token`` is a :class:`pydantic.SecretStr` (``get_secret_value()``
+    reads it): it never shows in ``repr``, ``str`` or logs. Example::
+
+        wake = await verify(headers, body, subscription_id="orders", keys=keys)
+        print(wake.wake_id, wake.generation, [s.path for s in wake.streams])
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    subscription_id: str
+    #: This wake; acks and callbacks must name it (a newer wake fences this one).
+    wake_id: str
+    #: Grows with each wake of the subscription.
+    generation: Annotated[int, pydantic.Field(ge=0, strict=True)]
+    streams: tuple[WakeStream, ...]
+    #: Where to POST acks after replying (the ack-later style).
+    callback_url: str
+    #: The bearer token for ``callback_url``.
+    callback_token: pydantic.SecretStr
+
+
+def _reject(message: str, reason: str) -> WebhookVerificationError:
+    return WebhookVerificationError(f"webhook rejected: {message}", reason=reason)
+
+
+def signature_header(headers: Headers) -> str:
+    """The one ``Webhook-Signature`` value of ``headers``; missing or repeated is malformed."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    found: list[str] = []
+    for name, value in items:
+        text_name = name.decode("latin-1") if isinstance(name, bytes) else name
+        if text_name.lower() == SIGNATURE_HEADER:
+            if isinstance(value, bytes):
+                found.append(value.decode("latin-1"))
+            else:
+                found.append(value)
+    if not found:
+        raise _reject("no Webhook-Signature header", "malformed")
+    if len(found) > 1:
+        raise _reject("more than one Webhook-Signature header", "malformed")
+    return found[0]
+
+
+def parse_signature(value: str) -> tuple[str, str, bytes]:
+    """``(t, kid, signature)`` of a ``t=<digits>,kid=<id>,ed25519=<base64url>`` value.
+
+    Strict: exactly these three parts, each once, no spaces, ``t`` plain digits,
+    the signature the canonical unpadded base64url of 64 bytes.
+    """
+    if len(value) > MAX_SIGNATURE_HEADER:
+        raise _reject("Webhook-Signature header too long", "malformed")
+    parts: dict[str, str] = {}
+    for part in value.strip().split(","):
+        name, equals, content = part.partition("=")
+        if not equals or name not in ("t", "kid", "ed25519"):
+            raise _reject("Webhook-Signature has an unknown or unnamed part", "malformed")
+        if name in parts:
+            raise _reject(f"Webhook-Signature repeats {name!r}", "malformed")
+        parts[name] = content
+    missing = [name for name in ("t", "kid", "ed25519") if name not in parts]
+    if missing:
+        raise _reject(f"Webhook-Signature lacks {', '.join(missing)}", "malformed")
+    if not _DIGITS.fullmatch(parts["t"]):
+        raise _reject("Webhook-Signature t is not a unix time in seconds", "malformed")
+    if not _KID.fullmatch(parts["kid"]):
+        raise _reject("Webhook-Signature kid is not a key id", "malformed")
+    signature = decode_base64url(parts["ed25519"], _SIGNATURE_BYTES)
+    if signature is None:
+        raise _reject(
+            "Webhook-Signature ed25519 is not the unpadded base64url of 64 bytes", "malformed"
+        )
+    return parts["t"], parts["kid"], signature
+
+
+async def verify(
+    headers: Headers,
+    body: bytes,
+    *,
+    subscription_id: str,
+    keys: JwksCache,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_body_bytes: int = MAX_WEBHOOK_BODY,
+) -> WebhookNotification:
+    """Check a webhook request (§7) and return its wake, or raise ``WebhookVerificationError``.
+
+    ``body`` must be the raw bytes received (not re-serialized JSON). The checks,
+    in order, and the error's ``reason`` when one fails: the header and body size
+    (``"malformed"``), ``|now - t| <= tolerance`` (``"timestamp"``), the ``kid`` in
+    the server's JWKS, refetched once if unknown (``"unknown_key"``), the Ed25519
+    signature over ``t + "." + body`` (``"signature"``), the body parsed only after
+    that (``"malformed"``), and its ``subscription_id`` (``"subscription"``). A JWKS
+    that cannot be fetched raises the fetch's typed error instead (answer 5xx: the
+    server retries). Messages never include the signature, the body or the token.
+
+    Example::
+
+        keys = JwksCache(f"{root}/__ds/jwks.json")
+        wake = await verify(request.headers, await request.body(),
+                            subscription_id="orders", keys=keys)
+    """
+    if not tolerance >= 0:
+        raise InvalidArgumentError("tolerance must be a number of seconds >= 0", field="tolerance")
+    if len(body) > max_body_bytes:
+        raise _reject(f"body larger than {max_body_bytes} bytes", "malformed")
+    t, kid, signature = parse_signature(signature_header(headers))
+    current = time.time() if now is None else now
+    if abs(current - int(t)) > tolerance:
+        raise _reject(
+            f"timestamp is {current - int(t):+.0f} s from now (tolerance {tolerance:g} s)",
+            "timestamp",
+        )
+    key = await keys.key(kid)
+    signed = False
+    with contextlib.suppress(InvalidSignature):
+        key.verify(signature, t.encode("ascii") + b"." + body)
+        signed = True
+    if not signed:  # raised out here so that no exception chain leads back to the data
+        raise _reject("signature does not match", "signature")
+    notification: WebhookNotification | None = None
+    with contextlib.suppress(pydantic.ValidationError):
+        notification = WebhookNotification.model_validate_json(body)
+    if notification is None:
+        raise _reject("signed body is not a wake notification", "malformed")
+    expected = subscription_id.encode("utf-8")
+    if not hmac.compare_digest(notification.subscription_id.encode("utf-8"), expected):
+        raise _reject("notification is for another subscription", "subscription")
+    return notification

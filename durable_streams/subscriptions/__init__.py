@@ -23,7 +23,9 @@ Example::
         )
 """
 
+from ._asgi import WakeReply, WebhookHandler, WebhookReceiver
 from ._client import SubscriptionClient
+from ._jwks import JwksCache
 from ._models import (
     AckResult,
     Claim,
@@ -38,19 +40,26 @@ from ._models import (
     WebhookInfo,
     WebhookSigning,
 )
+from ._webhook import WebhookNotification, verify
 
 __all__ = [
     "AckResult",
     "Claim",
     "ClaimedStream",
     "CreateSubscriptionResult",
+    "JwksCache",
     "StreamAck",
     "Subscription",
     "SubscriptionClient",
     "SubscriptionConfig",
     "SubscriptionStream",
     "WakeEvent",
+    "WakeReply",
     "WebhookConfig",
+    "WebhookHandler",
     "WebhookInfo",
+    "WebhookNotification",
+    "WebhookReceiver",
     "WebhookSigning",
+    "verify",
 ]

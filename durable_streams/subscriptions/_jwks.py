@@ -18,11 +18,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from durable_streams._errors import (
     DurableStreamError,
@@ -36,7 +35,10 @@ from durable_streams._errors import (
 from durable_streams._redact import redact_url
 from durable_streams._transport import error_body, iter_body, new_client, release
 
-__all__ = ["JwksCache", "decode_base64url"]
+if TYPE_CHECKING:  # cryptography comes with the [webhooks] extra: imported when first used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+__all__ = ["JwksCache", "decode_base64url", "signature_holds"]
 
 #: Without ``max-age``, keys are kept this long (the reference server sends 300).
 DEFAULT_MAX_AGE = 300.0
@@ -54,6 +56,28 @@ FETCH_TIMEOUT = 10.0
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
+
+
+def _ed25519_public_key() -> type[Ed25519PublicKey]:
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:
+        raise ImportError(
+            "verifying webhooks needs the cryptography package (Ed25519): "
+            "pip install 'aio-durable-streams[webhooks]'"
+        ) from exc
+    return Ed25519PublicKey
+
+
+def signature_holds(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s Ed25519 signature of ``data``."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def decode_base64url(text: str, size: int) -> bytes | None:
@@ -117,6 +141,7 @@ class JwksCache:
             )
         if max_bytes <= 0:
             raise InvalidArgumentError("max_bytes must be positive", field="max_bytes")
+        _ed25519_public_key()  # without the [webhooks] extra, say so now, not at the first wake
         self._url = parsed
         self._client = client
         self._default_max_age = default_max_age
@@ -279,6 +304,6 @@ def _ed25519_key(
     if raw is None:
         raise bad(f"key {index}: x must be the unpadded base64url of 32 bytes")
     try:
-        return kid, Ed25519PublicKey.from_public_bytes(raw)
+        return kid, _ed25519_public_key().from_public_bytes(raw)
     except ValueError:
         raise bad(f"key {index}: x is not an Ed25519 public key") from None

@@ -16,16 +16,16 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated
 
 import pydantic
-from cryptography.exceptions import InvalidSignature
 
 from durable_streams._errors import InvalidArgumentError, WebhookVerificationError
 
-from ._jwks import JwksCache, decode_base64url
+from ._client import SubscriptionClient
+from ._jwks import JwksCache, decode_base64url, signature_holds
+from ._models import AckResult, ClaimedStream, StreamAck
 
 __all__ = [
     "MAX_WEBHOOK_BODY",
     "SIGNATURE_HEADER",
-    "WakeStream",
     "WebhookNotification",
     "verify",
 ]
@@ -47,30 +47,6 @@ Headers = Mapping[str, str] | Iterable[tuple[bytes, bytes]]
 """Request headers: a mapping (Starlette's, httpx's, a dict) or ASGI's raw name/value pairs."""
 
 
-class WakeStream(pydantic.BaseModel):
-    """One linked stream in a wake: read it from ``acked_offset`` up to ``tail_offset``.
-
-    Example::
-
-        for stream in wake.streams:
-            if stream.has_pending:
-                await process(stream.path, start=stream.acked_offset)
-    """
-
-    model_config = pydantic.ConfigDict(frozen=True, extra="ignore")
-
-    #: The stream's path, relative to the stream root (``orders/eu``).
-    path: str
-    #: ``"explicit"`` or ``"glob"`` (linked by the subscription's pattern).
-    link_type: str | None = None
-    #: Acknowledged up to here (inclusive): read from this offset.
-    acked_offset: str
-    #: The stream's tail when the wake was made: a ``{"done": true}`` reply acks up to it.
-    tail_offset: str | None = None
-    #: Whether the stream has data past ``acked_offset``.
-    has_pending: bool = True
-
-
 class WebhookNotification(pydantic.BaseModel):
     """A verified webhook wake: which streams have work, and how to acknowledge it later.
 
@@ -88,11 +64,43 @@ class WebhookNotification(pydantic.BaseModel):
     wake_id: str
     #: Grows with each wake of the subscription.
     generation: Annotated[int, pydantic.Field(ge=0, strict=True)]
-    streams: tuple[WakeStream, ...]
+    #: The linked streams, each with its ``acked_offset`` and the ``tail_offset`` at wake time.
+    streams: tuple[ClaimedStream, ...]
     #: Where to POST acks after replying (the ack-later style).
     callback_url: str
     #: The bearer token for ``callback_url``.
     callback_token: pydantic.SecretStr
+
+    @property
+    def pending_streams(self) -> tuple[ClaimedStream, ...]:
+        """The streams with data past their acknowledged offset."""
+        return tuple(stream for stream in self.streams if stream.has_pending)
+
+    def tail_acks(self) -> list[StreamAck]:
+        """Acks of every pending stream up to its tail at wake time (what ``done`` acks)."""
+        return [StreamAck(stream=s.path, offset=s.tail_offset) for s in self.pending_streams]
+
+    async def ack(
+        self, subs: SubscriptionClient, acks: Iterable[StreamAck] = (), *, done: bool = True
+    ) -> AckResult:
+        """Acknowledge this wake later, through its callback URL (the ack-later style).
+
+        ``acks`` move each stream's acknowledged offset (inclusive: the
+        ``Stream-Next-Offset`` reached); ``done=True`` ends the wake, ``done=False``
+        reports progress and extends the lease. The request is
+        :meth:`SubscriptionClient.ack_callback`'s; a newer wake makes it a
+        :class:`~durable_streams.FencedError`. Example::
+
+            await wake.ack(subs, wake.tail_acks())
+        """
+        return await subs.ack_callback(
+            self.callback_url,
+            self.callback_token,
+            wake_id=self.wake_id,
+            generation=self.generation,
+            acks=acks,
+            done=done,
+        )
 
 
 def _reject(message: str, reason: str) -> WebhookVerificationError:
@@ -187,16 +195,12 @@ async def verify(
             "timestamp",
         )
     key = await keys.key(kid)
-    signed = False
-    with contextlib.suppress(InvalidSignature):
-        key.verify(signature, t.encode("ascii") + b"." + body)
-        signed = True
-    if not signed:  # raised out here so that no exception chain leads back to the data
+    if not signature_holds(key, signature, t.encode("ascii") + b"." + body):
         raise _reject("signature does not match", "signature")
     notification: WebhookNotification | None = None
     with contextlib.suppress(pydantic.ValidationError):
         notification = WebhookNotification.model_validate_json(body)
-    if notification is None:
+    if notification is None:  # raised out here: no exception chain leads back to the body
         raise _reject("signed body is not a wake notification", "malformed")
     expected = subscription_id.encode("utf-8")
     if not hmac.compare_digest(notification.subscription_id.encode("utf-8"), expected):

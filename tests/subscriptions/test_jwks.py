@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -305,3 +307,19 @@ def test_repr_names_the_url_without_credentials() -> None:
     keys = JwksCache("https://user:secret@streams.example.com/jwks.json")
     assert "secret" not in repr(keys)
     assert "secret" not in keys.url
+
+
+def test_subscriptions_work_without_cryptography_until_webhooks_are_verified() -> None:
+    program = (
+        "import sys; sys.modules['cryptography'] = None\n"
+        "from durable_streams.subscriptions import JwksCache, SubscriptionClient\n"
+        "SubscriptionClient('http://127.0.0.1:1/v1/stream')\n"
+        "try:\n"
+        "    JwksCache('https://example.com/jwks.json')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "pip install 'aio-durable-streams[webhooks]'" in done.stdout

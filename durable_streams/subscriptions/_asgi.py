@@ -5,8 +5,9 @@ Mount it in Starlette or FastAPI (``Route(path, receiver, methods=["POST"])`` or
 
 - 200 ``{"done": true}``: the handler returned ``None`` or ``WakeReply.DONE``;
   the server acknowledges every stream up to the ``tail_offset`` of the wake.
-- 200 ``{"done": false}``: the handler returned ``WakeReply.ACK_LATER``; it acks
-  later through the wake's callback URL (before the lease runs out).
+- 200 ``{"done": false}``: the handler returned ``WakeReply.CALLBACK``: the
+  application acks (or already acked) through the wake's callback URL, before the
+  lease runs out.
 - 401 ``{"error": {"code": "WEBHOOK_REJECTED", "reason": ...}}``: verification failed.
 - 503: the signing keys could not be fetched; 500: the handler raised. The server
   retries both later (1 s, doubling to 60 s).
@@ -43,17 +44,24 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 class WakeReply(enum.Enum):
     """What a webhook handler tells the receiver to answer.
 
+    ``DONE`` (or returning ``None``) answers ``{"done": true}``: the server acks
+    every stream up to the ``tail_offset`` of the wake. ``CALLBACK`` answers
+    ``{"done": false}``: acks go through the callback URL
+    (:meth:`WebhookNotification.ack`), later or already during the handler. After
+    a callback ack, always answer ``CALLBACK``: a ``done`` reply would ack again,
+    whatever wake the server holds by then.
+
     Example::
 
         async def on_wake(wake: WebhookNotification) -> WakeReply:
-            jobs.send_nowait(wake)        # processed elsewhere, acked by callback
-            return WakeReply.ACK_LATER
+            jobs.send_nowait(wake)  # a worker processes it and calls wake.ack(subs, ...)
+            return WakeReply.CALLBACK
     """
 
     #: The work is done: answer ``{"done": true}`` (the server acks the wake's tails).
     DONE = "done"
-    #: Answer ``{"done": false}``; the application acks through the callback URL.
-    ACK_LATER = "ack_later"
+    #: Answer ``{"done": false}``: the application acks through the callback URL.
+    CALLBACK = "callback"
 
 
 WebhookHandler: TypeAlias = Callable[[WebhookNotification], Awaitable[WakeReply | None]]
@@ -160,7 +168,7 @@ class WebhookReceiver:
         outcome: object = reply  # checked at run time too: handlers are not always typed
         if outcome is None or outcome is WakeReply.DONE:
             return 200, {"done": True}
-        if outcome is WakeReply.ACK_LATER:
+        if outcome is WakeReply.CALLBACK:
             return 200, {"done": False}
         logger.error("webhook handler returned %r, not a WakeReply or None", type(outcome))
         return 500, {"error": {"code": "HANDLER_FAILED"}}

@@ -154,7 +154,9 @@ class JwksCache:
         self._last_attempt: float | None = None
         self._last_error: DurableStreamError | None = None
         self._attempts = 0  # fetches started: tells a waiter whether one ran meanwhile
-        self._lock = anyio.Lock()
+        # Made on first use, in the event loop that verifies (often not the one, if any,
+        # that built this cache: module level, or a test's loop beside a server's thread).
+        self._lock: anyio.Lock | None = None
 
     @property
     def url(self) -> str:
@@ -189,6 +191,8 @@ class JwksCache:
     async def _refresh(self) -> None:
         """Fetch the document, or share the fetch another task is making; rate-limited."""
         seen = self._attempts
+        if self._lock is None:
+            self._lock = anyio.Lock()
         async with self._lock:
             if self._attempts == seen and self._may_fetch():
                 self._attempts += 1

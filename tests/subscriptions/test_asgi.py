@@ -85,8 +85,8 @@ async def test_done_reply_acks_with_done(post: Any) -> None:
     assert response.json() == {"done": True}
 
 
-async def test_ack_later_replies_not_done(post: Any) -> None:
-    response = await post(Recorder(WakeReply.ACK_LATER))
+async def test_callback_reply_is_not_done(post: Any) -> None:
+    response = await post(Recorder(WakeReply.CALLBACK))
     assert response.status_code == 200
     assert response.json() == {"done": False}
 

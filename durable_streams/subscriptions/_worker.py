@@ -68,8 +68,9 @@ __all__ = ["WakeContext", "WakeHandler", "WakeWorker"]
 
 logger = logging.getLogger("durable_streams.subscriptions")
 
-# Time and randomness, looked up through these names so tests can control them.
+# The heartbeats' clock and sleep, looked up through these names so tests can move time.
 _clock = time.monotonic
+_sleep = anyio.sleep
 
 #: Longest pause before claiming a subscription again after its handler failed.
 MAX_FAILURE_PAUSE = 30.0
@@ -474,7 +475,7 @@ class WakeWorker:
         lease = claim.lease_ttl_ms / 1000
         lease_ends = _clock() + lease
         while True:
-            await anyio.sleep(interval)
+            await _sleep(interval)
             # A heartbeat that cannot get through before the lease ends: the lease is
             # someone else's by then, so stop rather than process unprotected.
             with anyio.move_on_after(max(0.0, lease_ends - _clock())):

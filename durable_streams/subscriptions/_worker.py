@@ -368,9 +368,11 @@ class WakeWorker:
                 self._failures.pop(sid, None)
         finally:
             self._slots.release()
+        try:
             if pause:
                 # Not claiming this subscription for a while (others may): the slot is free.
                 await anyio.sleep(pause)
+        finally:
             self._active.discard(sid)
             self._changed.set()  # events that came meanwhile are in _wanted
 

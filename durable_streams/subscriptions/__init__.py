@@ -4,6 +4,9 @@ The server tracks, per subscription, the offset acknowledged on each linked stre
 and wakes a worker when a stream has new data: by an event on a *wake stream*
 that workers claim under a lease (pull-wake), or by a signed webhook.
 
+- :class:`WakeWorker`: one worker of a pool serving pull-wake subscriptions: it
+  claims wakes, hands the new items of each woken stream to your handler,
+  heartbeats the lease, acks what was handled and releases on failure.
 - :class:`SubscriptionClient`: create/get/delete subscriptions, link and unlink
   streams, claim wakes, ack (heartbeats included), release, and ack a webhook
   wake through its callback URL.
@@ -41,6 +44,7 @@ from ._models import (
     WebhookSigning,
 )
 from ._webhook import WebhookNotification, verify
+from ._worker import WakeContext, WakeHandler, WakeWorker
 
 __all__ = [
     "AckResult",
@@ -53,8 +57,11 @@ __all__ = [
     "SubscriptionClient",
     "SubscriptionConfig",
     "SubscriptionStream",
+    "WakeContext",
     "WakeEvent",
+    "WakeHandler",
     "WakeReply",
+    "WakeWorker",
     "WebhookConfig",
     "WebhookHandler",
     "WebhookInfo",

@@ -153,7 +153,7 @@ class JwksCache:
         self._expires_at = float("-inf")
         self._last_attempt: float | None = None
         self._last_error: DurableStreamError | None = None
-        self._attempts = 0  # fetches started: tells a waiter whether one ran meanwhile
+        self._fetches = 0  # fetches ended: tells a waiter whether one ended meanwhile
         # Made on first use, in the event loop that verifies (often not the one, if any,
         # that built this cache: module level, or a test's loop beside a server's thread).
         self._lock: anyio.Lock | None = None
@@ -189,27 +189,34 @@ class JwksCache:
         )
 
     async def _refresh(self) -> None:
-        """Fetch the document, or share the fetch another task is making; rate-limited."""
-        seen = self._attempts
+        """Fetch the document, or share the outcome of a fetch that ended meanwhile.
+
+        Rate-limited: within ``min_refetch_interval`` of the last fetch, its outcome
+        stands (its error is raised again). A cancelled fetch counts as never started.
+        """
+        seen = self._fetches
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
-            if self._attempts == seen and self._may_fetch():
-                self._attempts += 1
-                self._last_attempt = self._clock()
-                self._last_error = None
-                try:
-                    keys, max_age = await self._fetch()
-                except DurableStreamError as exc:
-                    self._last_error = exc
-                    raise
-                self._keys = keys
-                self._expires_at = self._clock() + max_age
+            if self._fetches != seen or not self._may_fetch():
+                if self._last_error is not None:
+                    # A fresh traceback each time: the same error may be raised often.
+                    raise self._last_error.with_traceback(None)
                 return
-            # Another task fetched while this one waited, or the last fetch was too recent:
-            # its outcome stands (a failure too) until min_refetch_interval has passed.
-            if self._last_error is not None:
-                raise self._last_error
+            previous = self._last_attempt
+            self._last_attempt = self._clock()
+            try:
+                keys, max_age = await self._fetch()
+            except DurableStreamError as exc:
+                self._last_error = exc
+                self._fetches += 1
+                raise
+            except BaseException:
+                self._last_attempt = previous
+                raise
+            self._keys, self._last_error = keys, None
+            self._expires_at = self._clock() + max_age
+            self._fetches += 1
 
     async def _fetch(self) -> tuple[dict[str, Ed25519PublicKey], float]:
         operation = "fetch the webhook signing keys (JWKS)"

@@ -212,6 +212,39 @@ async def test_failed_fetch_is_typed_and_not_retried_before_the_interval(
     assert route.call_count == 3
 
 
+async def test_a_cancelled_fetch_does_not_count(mock: respx.MockRouter, clock: Clock) -> None:
+    never = anyio.Event()
+    calls = 0
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await never.wait()  # the first fetch hangs until its caller gives up
+        return reply(jwks((KEY, "k1")))
+
+    mock.get(JWKS_URL).mock(side_effect=server)
+    keys = JwksCache(JWKS_URL, clock=clock)
+    with anyio.move_on_after(0.05) as scope:
+        await keys.key("k1")
+    assert scope.cancelled_caught
+    assert raw(await keys.key("k1")) == raw(KEY)  # at once: not rate-limited by the first
+    assert calls == 2
+
+
+async def test_a_repeated_failure_keeps_a_short_traceback(
+    mock: respx.MockRouter, clock: Clock
+) -> None:
+    mock.get(JWKS_URL).mock(side_effect=httpx.ConnectError("refused"))
+    keys = JwksCache(JWKS_URL, clock=clock)
+    depths = []
+    for _ in range(20):
+        with pytest.raises(NetworkError) as caught:
+            await keys.key("k1")
+        depths.append(len(caught.traceback))
+    assert depths[-1] == depths[1]  # raised again, not grown each time
+
+
 async def test_own_client_is_used_and_left_open(mock: respx.MockRouter, clock: Clock) -> None:
     mock.get(JWKS_URL).mock(return_value=reply(jwks((KEY, "k1"))))
     async with httpx.AsyncClient() as client:

@@ -111,7 +111,8 @@ class JwksCache:
     the same error is raised again without asking the server.
 
     TLS certificates are verified; pass ``client`` to use your own
-    ``httpx.AsyncClient`` (it is not closed here). Example::
+    ``httpx.AsyncClient`` (it is not closed here). Build it anywhere (module level
+    is fine); use it from one event loop. Example::
 
         keys = JwksCache("https://streams.example.com/v1/stream/__ds/jwks.json")
         public_key = await keys.key("ds_abc...")

@@ -359,3 +359,40 @@ def test_options_are_checked() -> None:
         WakeWorker(subs, ["s"], None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="heartbeat_interval"):
         WakeWorker(subs, ["s"], print, heartbeat_interval=0)
+
+
+async def test_a_lease_that_cannot_be_renewed_stops_the_wake(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.lease_ttl_ms = 300
+    env.control.on_ack = lambda call: httpx.Response(503)  # heartbeats never get through
+    cancelled = anyio.Event()
+
+    async def handler(item: Any, context: WakeContext) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, heartbeat_interval=0.05) as running:
+            await cancelled.wait()  # the lease ran out: processing it any longer is unsafe
+            running.kick()
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 2)
+    assert env.control.of("ack")  # it tried
+    assert not [call for call in env.control.of("ack") if call.body["done"]]
+    assert not env.control.of("release")
+
+
+async def test_polling_claims_work_that_came_without_a_wake_event(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    handled = anyio.Event()
+
+    def handler(item: Any, context: WakeContext) -> None:
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, poll_interval=0.02):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) >= 2)
+            env.control.pending["sub"] = ["chats/1"]  # pending now, and no event says so
+            await handled.wait()

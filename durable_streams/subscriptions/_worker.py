@@ -234,12 +234,11 @@ class WakeWorker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> WakeWorker:
-        if self._running:
-            raise UsageError("this WakeWorker is already running")
+        tails = await self._prepare()
         outer = self._outer = anyio.create_task_group()
         await outer.__aenter__()
         try:
-            await outer.start(self._run)
+            await outer.start(self._serve, tails)
         except BaseException as exc:
             outer.cancel_scope.cancel()
             await outer.__aexit__(type(exc), exc, exc.__traceback__)
@@ -267,7 +266,7 @@ class WakeWorker:
             with anyio.move_on_after(60):
                 await worker.run()
         """
-        await self._run()
+        await self._serve(await self._prepare())
 
     def kick(self, subscription_id: str | None = None) -> None:
         """Try to claim ``subscription_id`` (all of them if None) now, as a wake event would.
@@ -282,24 +281,40 @@ class WakeWorker:
 
     # -- the loops ---------------------------------------------------------------------------
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _prepare(self) -> dict[str, str]:
+        """Check the subscriptions; their wake streams and the offsets to follow them from.
+
+        Done before any task starts, so a missing subscription or wake stream is a plain
+        error of ``run()`` or ``async with``.
+        """
+        if self._running:
+            raise UsageError("this WakeWorker is already running")
+        wake_streams: set[str] = set()
+        for sid in self._ids:
+            info = await self._subs.get(sid)
+            if info.type != "pull-wake" or not info.wake_stream:
+                raise InvalidArgumentError(
+                    f"subscription {sid!r} is not a pull-wake subscription",
+                    field="subscription_ids",
+                )
+            wake_streams.add(info.wake_stream)
+        tails: dict[str, str] = {}
+        for path in sorted(wake_streams):
+            tails[path] = (await self._subs.handle(path).head()).next_offset or "-1"
+        return tails
+
+    async def _serve(
+        self, tails: dict[str, str], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         if self._running:
             raise UsageError("this WakeWorker is already running")
         self._running = True
         try:
-            wake_streams: set[str] = set()
-            for sid in self._ids:
-                info = await self._subs.get(sid)
-                if info.type != "pull-wake" or not info.wake_stream:
-                    raise InvalidArgumentError(
-                        f"subscription {sid!r} is not a pull-wake subscription",
-                        field="subscription_ids",
-                    )
-                wake_streams.add(info.wake_stream)
             async with anyio.create_task_group() as tg:
-                for path in sorted(wake_streams):
-                    await tg.start(self._tail, path)
-                # Work may be pending with no new wake event: try them all once.
+                for path, offset in tails.items():
+                    tg.start_soon(self._tail, path, offset)
+                # Work may be pending with no new wake event (events before the tails
+                # above were taken): try every subscription once.
                 self.kick()
                 if self._poll_interval is not None:
                     tg.start_soon(self._poll, self._poll_interval)
@@ -308,12 +323,9 @@ class WakeWorker:
         finally:
             self._running = False
 
-    async def _tail(self, path: str, *, task_status: TaskStatus[None]) -> None:
-        """Follow a wake stream from its tail; each event for our subscriptions is a kick."""
-        handle = self._subs.handle(path)
-        tail = (await handle.head()).next_offset or "-1"
-        async with handle.stream(offset=tail, live="auto") as response:
-            task_status.started()
+    async def _tail(self, path: str, offset: str) -> None:
+        """Follow a wake stream from ``offset``; each event for our subscriptions is a kick."""
+        async with self._subs.handle(path).stream(offset=offset, live="auto") as response:
             async for raw in response.iter_json():
                 try:
                     event = WakeEvent.model_validate(raw)

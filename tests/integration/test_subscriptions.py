@@ -16,6 +16,7 @@ from durable_streams import (
     AckOffsetError,
     AlreadyClaimedError,
     FencedError,
+    InvalidArgumentError,
     InvalidSubscriptionRequestError,
     NoPendingWorkError,
     SubscriptionExistsError,
@@ -28,6 +29,7 @@ from durable_streams.subscriptions import (
     StreamAck,
     SubscriptionClient,
     SubscriptionConfig,
+    WakeWorker,
     WebhookConfig,
 )
 from tests.conftest import ServerTarget
@@ -200,4 +202,22 @@ async def test_invalid_requests(subs: SubscriptionClient, prefix: str) -> None:
     await subs.create(prefix, hooked)
     with pytest.raises(InvalidSubscriptionRequestError):
         await subs.claim(prefix, worker="w1")  # a webhook subscription has no claims
+    await subs.delete(prefix)
+
+
+async def test_a_worker_refuses_missing_and_webhook_subscriptions(
+    subs: SubscriptionClient, prefix: str
+) -> None:
+    def handler(item: object, context: object) -> None:
+        raise AssertionError("nothing to handle")
+
+    with pytest.raises(SubscriptionNotFoundError):
+        async with WakeWorker(subs, [f"{prefix}-missing"], handler):
+            pass
+    hooked = SubscriptionConfig(
+        type="webhook", pattern=f"{prefix}/*", webhook=WebhookConfig(url="http://127.0.0.1:9/h")
+    )
+    await subs.create(prefix, hooked)
+    with pytest.raises(InvalidArgumentError, match="not a pull-wake subscription"):
+        await WakeWorker(subs, [prefix], handler).run()
     await subs.delete(prefix)

@@ -146,7 +146,7 @@ class WakeWorker:
     progress at once. ``on_error`` is the :class:`~durable_streams.Consumer`'s: a
     :class:`~durable_streams.FailureAction` per failed item (SKIP, RETRY, STOP; the
     default STOP releases the wake). ``model`` validates items (pydantic).
-    ``heartbeat_interval`` defaults to a third of the lease; ``poll_interval`` is how
+    ``heartbeat_interval`` defaults to a third of the lease (at most half); ``poll_interval`` is how
     often the worker tries to claim without a wake event (a safety net; None: never).
 
     Example::
@@ -393,7 +393,8 @@ class WakeWorker:
         progress = _WakeProgress(claim.streams)
         lost = False
         failure: BaseException | None = None
-        interval = self._heartbeat_interval or claim.lease_ttl_ms / 3000
+        lease = claim.lease_ttl_ms / 1000
+        interval = min(self._heartbeat_interval or lease / 3, lease / 2)
         try:
             with anyio.CancelScope() as wake_scope:
                 async with anyio.create_task_group() as tg:
@@ -438,9 +439,13 @@ class WakeWorker:
             return True
         try:
             result = await self._subs.ack(claim, progress.acks(), done=True)
-        except (FencedError, WakeTokenError, SubscriptionNotFoundError) as error:
+        except DurableStreamError as error:
+            # Not acked: the lease expires and the work is done again (at-least-once).
             logger.warning(
-                "the done ack of subscription %s was refused: %s", claim.subscription_id, error
+                "the done ack of wake %s of subscription %s failed: %s",
+                claim.generation,
+                claim.subscription_id,
+                error,
             )
             return False
         if result.next_wake:

@@ -396,3 +396,20 @@ async def test_polling_claims_work_that_came_without_a_wake_event(env: Env) -> N
             await env.control.wait_for(lambda: len(env.control.of("claim")) >= 2)
             env.control.pending["sub"] = ["chats/1"]  # pending now, and no event says so
             await handled.wait()
+
+
+async def test_a_refused_done_ack_leaves_the_worker_running(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.on_ack = lambda call: error(409, "INVALID_OFFSET") if call.body["done"] else None
+
+    def handler(item: Any, context: WakeContext) -> None:
+        pass
+
+    with anyio.fail_after(10):
+        async with worker(env, handler) as running:
+            await env.control.wait_for(lambda: bool(env.control.of("ack")))
+            running.kick()  # still serving: it claims again (the lease would expire meanwhile)
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 2)
+    assert [call.body["done"] for call in env.control.of("ack")] == [True]
+    assert not env.control.of("release")

@@ -413,3 +413,29 @@ async def test_a_refused_done_ack_leaves_the_worker_running(env: Env) -> None:
             await env.control.wait_for(lambda: len(env.control.of("claim")) == 2)
     assert [call.body["done"] for call in env.control.of("ack")] == [True]
     assert not env.control.of("release")
+
+
+async def test_wake_events_trigger_claims_and_malformed_ones_are_ignored(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    wakes = StreamHandle(
+        env.server.stream_url("wakes"), client=env.subs.client, content_type="application/json"
+    )
+    handled = anyio.Event()
+
+    def handler(item: Any, context: WakeContext) -> None:
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, ids=("sub",)):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 1)  # startup
+            env.control.pending["sub"] = ["chats/1"]
+            await wakes.append({"type": "wake", "subscription_id": "someone-else"})
+            await wakes.append({"type": 5})  # malformed: ignored, with a warning
+            await wakes.append(
+                {"type": "wake", "subscription_id": "sub", "stream": "chats/1", "generation": 1}
+            )
+            await handled.wait()
+    assert len(env.control.of("claim")) == 2  # the event for "sub" only
+    assert "malformed event" in caplog.text

@@ -29,6 +29,7 @@ from durable_streams.subscriptions import (
     StreamAck,
     SubscriptionClient,
     SubscriptionConfig,
+    WakeEvent,
     WakeWorker,
     WebhookConfig,
 )
@@ -120,10 +121,14 @@ async def test_claim_ack_release_and_fencing(subs: SubscriptionClient, prefix: s
         await subs.claim(prefix, worker="w1")
 
     appended = await subs.handle(f"{prefix}/a").append({"n": 1})
-    wakes = [item async for item in await subs.handle(f"{prefix}/wakes").stream(live=False)]
-    assert len(wakes) == 1
+    async with subs.handle(f"{prefix}/wakes").stream(live=False) as read:
+        wakes = [WakeEvent.model_validate(event) async for event in read.iter_json()]
+    assert [(w.type, w.subscription_id, w.stream) for w in wakes] == [
+        ("wake", prefix, f"{prefix}/a")
+    ]
 
     first = await subs.claim(prefix, worker="w1")
+    assert first.generation == wakes[0].generation  # the claim takes the announced wake
     assert [s.path for s in first.pending_streams] == [f"{prefix}/a"]
     assert first.pending_streams[0].tail_offset == appended.next_offset
     with pytest.raises(AlreadyClaimedError) as claimed:

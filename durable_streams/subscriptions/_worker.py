@@ -146,8 +146,9 @@ class WakeWorker:
     progress at once. ``on_error`` is the :class:`~durable_streams.Consumer`'s: a
     :class:`~durable_streams.FailureAction` per failed item (SKIP, RETRY, STOP; the
     default STOP releases the wake). ``model`` validates items (pydantic).
-    ``heartbeat_interval`` defaults to a third of the lease (at most half); ``poll_interval`` is how
-    often the worker tries to claim without a wake event (a safety net; None: never).
+    ``heartbeat_interval`` defaults to a third of the lease (at most half of it);
+    ``poll_interval`` is how often the worker tries to claim without a wake event (a
+    safety net; None: never). ``shutdown_timeout`` bounds giving wakes back on exit.
 
     Example::
 
@@ -360,12 +361,17 @@ class WakeWorker:
 
     async def _claim(self, sid: str) -> Claim | None:
         try:
-            return await self._subs.claim(sid, worker=self._worker)
-        except (AlreadyClaimedError, NoPendingWorkError):
-            return None  # another worker has it, or nothing to do: normal
+            claim = await self._subs.claim(sid, worker=self._worker)
+        except AlreadyClaimedError as error:  # normal: another worker won the race
+            logger.debug("subscription %s is held by %s", sid, error.current_holder)
+            return None
+        except NoPendingWorkError:  # normal: the work was done meanwhile
+            return None
         except DurableStreamError as error:
             logger.warning("claiming subscription %s failed: %s", sid, error)
             return None
+        logger.debug("claimed wake %s of subscription %s", claim.generation, sid)
+        return claim
 
     async def _wake(self, claim: Claim) -> None:
         sid = claim.subscription_id
@@ -422,7 +428,8 @@ class WakeWorker:
             raise
         if lost:
             logger.warning(
-                "wake %s of subscription %s was taken over (fenced): stopped without acking",
+                "wake %s of subscription %s lost its lease (fenced, or not renewed in time): "
+                "stopped without acking",
                 claim.generation,
                 claim.subscription_id,
             )

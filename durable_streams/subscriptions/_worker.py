@@ -146,8 +146,9 @@ class WakeWorker:
     progress at once. ``on_error`` is the :class:`~durable_streams.Consumer`'s: a
     :class:`~durable_streams.FailureAction` per failed item (SKIP, RETRY, STOP; the
     default STOP releases the wake). ``model`` validates items (pydantic).
-    ``heartbeat_interval`` defaults to a third of the lease; ``poll_interval`` is how
-    often the worker tries to claim without a wake event (a safety net; None: never).
+    ``heartbeat_interval`` defaults to a third of the lease (at most half of it);
+    ``poll_interval`` is how often the worker tries to claim without a wake event (a
+    safety net; None: never). ``shutdown_timeout`` bounds giving wakes back on exit.
 
     Example::
 
@@ -234,12 +235,11 @@ class WakeWorker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> WakeWorker:
-        if self._running:
-            raise UsageError("this WakeWorker is already running")
+        tails = await self._prepare()
         outer = self._outer = anyio.create_task_group()
         await outer.__aenter__()
         try:
-            await outer.start(self._run)
+            await outer.start(self._serve, tails)
         except BaseException as exc:
             outer.cancel_scope.cancel()
             await outer.__aexit__(type(exc), exc, exc.__traceback__)
@@ -267,7 +267,7 @@ class WakeWorker:
             with anyio.move_on_after(60):
                 await worker.run()
         """
-        await self._run()
+        await self._serve(await self._prepare())
 
     def kick(self, subscription_id: str | None = None) -> None:
         """Try to claim ``subscription_id`` (all of them if None) now, as a wake event would.
@@ -282,24 +282,40 @@ class WakeWorker:
 
     # -- the loops ---------------------------------------------------------------------------
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _prepare(self) -> dict[str, str]:
+        """Check the subscriptions; their wake streams and the offsets to follow them from.
+
+        Done before any task starts, so a missing subscription or wake stream is a plain
+        error of ``run()`` or ``async with``.
+        """
+        if self._running:
+            raise UsageError("this WakeWorker is already running")
+        wake_streams: set[str] = set()
+        for sid in self._ids:
+            info = await self._subs.get(sid)
+            if info.type != "pull-wake" or not info.wake_stream:
+                raise InvalidArgumentError(
+                    f"subscription {sid!r} is not a pull-wake subscription",
+                    field="subscription_ids",
+                )
+            wake_streams.add(info.wake_stream)
+        tails: dict[str, str] = {}
+        for path in sorted(wake_streams):
+            tails[path] = (await self._subs.handle(path).head()).next_offset or "-1"
+        return tails
+
+    async def _serve(
+        self, tails: dict[str, str], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         if self._running:
             raise UsageError("this WakeWorker is already running")
         self._running = True
         try:
-            wake_streams: set[str] = set()
-            for sid in self._ids:
-                info = await self._subs.get(sid)
-                if info.type != "pull-wake" or not info.wake_stream:
-                    raise InvalidArgumentError(
-                        f"subscription {sid!r} is not a pull-wake subscription",
-                        field="subscription_ids",
-                    )
-                wake_streams.add(info.wake_stream)
             async with anyio.create_task_group() as tg:
-                for path in sorted(wake_streams):
-                    await tg.start(self._tail, path)
-                # Work may be pending with no new wake event: try them all once.
+                for path, offset in tails.items():
+                    tg.start_soon(self._tail, path, offset)
+                # Work may be pending with no new wake event (events before the tails
+                # above were taken): try every subscription once.
                 self.kick()
                 if self._poll_interval is not None:
                     tg.start_soon(self._poll, self._poll_interval)
@@ -308,12 +324,9 @@ class WakeWorker:
         finally:
             self._running = False
 
-    async def _tail(self, path: str, *, task_status: TaskStatus[None]) -> None:
-        """Follow a wake stream from its tail; each event for our subscriptions is a kick."""
-        handle = self._subs.handle(path)
-        tail = (await handle.head()).next_offset or "-1"
-        async with handle.stream(offset=tail, live="auto") as response:
-            task_status.started()
+    async def _tail(self, path: str, offset: str) -> None:
+        """Follow a wake stream from ``offset``; each event for our subscriptions is a kick."""
+        async with self._subs.handle(path).stream(offset=offset, live="auto") as response:
             async for raw in response.iter_json():
                 try:
                     event = WakeEvent.model_validate(raw)
@@ -348,12 +361,17 @@ class WakeWorker:
 
     async def _claim(self, sid: str) -> Claim | None:
         try:
-            return await self._subs.claim(sid, worker=self._worker)
-        except (AlreadyClaimedError, NoPendingWorkError):
-            return None  # another worker has it, or nothing to do: normal
+            claim = await self._subs.claim(sid, worker=self._worker)
+        except AlreadyClaimedError as error:  # normal: another worker won the race
+            logger.debug("subscription %s is held by %s", sid, error.current_holder)
+            return None
+        except NoPendingWorkError:  # normal: the work was done meanwhile
+            return None
         except DurableStreamError as error:
             logger.warning("claiming subscription %s failed: %s", sid, error)
             return None
+        logger.debug("claimed wake %s of subscription %s", claim.generation, sid)
+        return claim
 
     async def _wake(self, claim: Claim) -> None:
         sid = claim.subscription_id
@@ -381,7 +399,8 @@ class WakeWorker:
         progress = _WakeProgress(claim.streams)
         lost = False
         failure: BaseException | None = None
-        interval = self._heartbeat_interval or claim.lease_ttl_ms / 3000
+        lease = claim.lease_ttl_ms / 1000
+        interval = min(self._heartbeat_interval or lease / 3, lease / 2)
         try:
             with anyio.CancelScope() as wake_scope:
                 async with anyio.create_task_group() as tg:
@@ -409,7 +428,8 @@ class WakeWorker:
             raise
         if lost:
             logger.warning(
-                "wake %s of subscription %s was taken over (fenced): stopped without acking",
+                "wake %s of subscription %s lost its lease (fenced, or not renewed in time): "
+                "stopped without acking",
                 claim.generation,
                 claim.subscription_id,
             )
@@ -426,9 +446,13 @@ class WakeWorker:
             return True
         try:
             result = await self._subs.ack(claim, progress.acks(), done=True)
-        except (FencedError, WakeTokenError, SubscriptionNotFoundError) as error:
+        except DurableStreamError as error:
+            # Not acked: the lease expires and the work is done again (at-least-once).
             logger.warning(
-                "the done ack of subscription %s was refused: %s", claim.subscription_id, error
+                "the done ack of wake %s of subscription %s failed: %s",
+                claim.generation,
+                claim.subscription_id,
+                error,
             )
             return False
         if result.next_wake:

@@ -16,6 +16,7 @@ from durable_streams import (
     AckOffsetError,
     AlreadyClaimedError,
     FencedError,
+    InvalidArgumentError,
     InvalidSubscriptionRequestError,
     NoPendingWorkError,
     SubscriptionExistsError,
@@ -28,6 +29,8 @@ from durable_streams.subscriptions import (
     StreamAck,
     SubscriptionClient,
     SubscriptionConfig,
+    WakeEvent,
+    WakeWorker,
     WebhookConfig,
 )
 from tests.conftest import ServerTarget
@@ -118,10 +121,14 @@ async def test_claim_ack_release_and_fencing(subs: SubscriptionClient, prefix: s
         await subs.claim(prefix, worker="w1")
 
     appended = await subs.handle(f"{prefix}/a").append({"n": 1})
-    wakes = [item async for item in await subs.handle(f"{prefix}/wakes").stream(live=False)]
-    assert len(wakes) == 1
+    async with subs.handle(f"{prefix}/wakes").stream(live=False) as read:
+        wakes = [WakeEvent.model_validate(event) async for event in read.iter_json()]
+    assert [(w.type, w.subscription_id, w.stream) for w in wakes] == [
+        ("wake", prefix, f"{prefix}/a")
+    ]
 
     first = await subs.claim(prefix, worker="w1")
+    assert first.generation == wakes[0].generation  # the claim takes the announced wake
     assert [s.path for s in first.pending_streams] == [f"{prefix}/a"]
     assert first.pending_streams[0].tail_offset == appended.next_offset
     with pytest.raises(AlreadyClaimedError) as claimed:
@@ -200,4 +207,22 @@ async def test_invalid_requests(subs: SubscriptionClient, prefix: str) -> None:
     await subs.create(prefix, hooked)
     with pytest.raises(InvalidSubscriptionRequestError):
         await subs.claim(prefix, worker="w1")  # a webhook subscription has no claims
+    await subs.delete(prefix)
+
+
+async def test_a_worker_refuses_missing_and_webhook_subscriptions(
+    subs: SubscriptionClient, prefix: str
+) -> None:
+    def handler(item: object, context: object) -> None:
+        raise AssertionError("nothing to handle")
+
+    with pytest.raises(SubscriptionNotFoundError):
+        async with WakeWorker(subs, [f"{prefix}-missing"], handler):
+            pass
+    hooked = SubscriptionConfig(
+        type="webhook", pattern=f"{prefix}/*", webhook=WebhookConfig(url="http://127.0.0.1:9/h")
+    )
+    await subs.create(prefix, hooked)
+    with pytest.raises(InvalidArgumentError, match="not a pull-wake subscription"):
+        await WakeWorker(subs, [prefix], handler).run()
     await subs.delete(prefix)

@@ -1,10 +1,11 @@
 """A pool of 3 WakeWorker processes over 50 streams, one of them SIGKILLed mid-wake.
 
 10 pull-wake subscriptions (5 streams each, linked by pattern) share one wake
-stream; items are appended in rounds while the workers run. The worker to kill is
-the first one that reports handling an item after half of the rounds were
-appended (so it dies holding a lease, mid-wake); its lease (1.5 s) expires and
-another worker goes on from the last ack. Checked from the workers' records:
+stream; items are appended in rounds while the workers run. Half-way, one stream
+gets a "stall" item: the first worker to handle it hangs in its handler (holding
+the lease and heartbeating) and says so; the test SIGKILLs it then, mid-wake. Its
+lease (1.5 s) expires and another worker goes on from the last ack, the stall item
+included. Checked from the workers' records:
 
 - every appended item was handled at least once (none lost);
 - leases are exclusive: per subscription, no ack of a wake succeeded after a
@@ -47,7 +48,7 @@ DEADLINE = 40.0  # seconds for the whole run: a bound against hangs, not a speed
 class Worker:
     """A worker process and its records, read by a thread as they come."""
 
-    def __init__(self, root: str, ids: list[str], name: str, backend: str, log: Path) -> None:
+    def __init__(self, root: str, ids: list[str], name: str, backend: str, state: Path) -> None:
         self.name = name
         self.records: list[dict[str, Any]] = []
         self.changed = threading.Condition()
@@ -58,11 +59,13 @@ class Worker:
                 "tests.integration.wake_pool_worker",
                 root,
                 ",".join(ids),
-                *(name, backend),
+                name,
+                backend,
+                str(state / "stalled"),
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
-            stderr=log.open("wb"),
+            stderr=(state / f"{name}.err").open("wb"),
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -128,7 +131,7 @@ def test_pool_survives_a_killed_worker_and_drains(server: ServerTarget, tmp_path
             assert http.put(f"{control}/{sid}", json=config).status_code == 201
         try:
             for n, backend in enumerate(BACKENDS):
-                workers.append(Worker(root, ids, f"w{n}", backend, tmp_path / f"w{n}.err"))
+                workers.append(Worker(root, ids, f"w{n}", backend, tmp_path))
             for worker in workers:
                 worker.wait_for(lambda records: any(r["e"] == "ready" for r in records), deadline)
 
@@ -136,12 +139,15 @@ def test_pool_survives_a_killed_worker_and_drains(server: ServerTarget, tmp_path
             appended: set[tuple[str, int]] = set()
             for round_ in range(ROUNDS):
                 for path in paths:
-                    posted = http.post(f"{root}/{path}", json=[{"n": round_}], headers=json_type)
+                    item: dict[str, Any] = {"n": round_}
+                    if round_ == ROUNDS // 2 and path == paths[0]:
+                        item["stall"] = True
+                    posted = http.post(f"{root}/{path}", json=[item], headers=json_type)
                     assert posted.status_code == 204, posted.text
                     appended.add((path, round_))
-                if round_ == ROUNDS // 2 - 1:
-                    victim = kill_the_next_busy_worker(workers, deadline)
-                # Pacing by progress: the next round once the pool handled half of this one.
+                if round_ == ROUNDS // 2:
+                    victim = kill_the_stalled_worker(workers, deadline)
+                # Pacing by progress: the next round once the pool caught up (but 25).
                 wait_until(
                     lambda: len({(r["s"], r["n"]) for r in items(workers)}) >= len(appended) - 25,
                     deadline,
@@ -175,30 +181,41 @@ def test_pool_survives_a_killed_worker_and_drains(server: ServerTarget, tmp_path
     assert {(r["s"], r["n"]) for r in handled} >= appended
     assert {(r["s"], r["n"]) for r in handled} <= appended
     check_exclusive_leases(workers)
-    # The killed worker held a lease and had handled items of it: work moved on.
+    # The killed worker held the stalled wake: another worker took it over (a higher
+    # generation) and handled the item it hung on.
     assert victim is not None
-    victim_records = victim.snapshot()
-    assert victim_records[-1]["e"] in ("item", "ack", "acked", "claim")
+    hung = next(r for r in victim.snapshot() if r["e"] == "stalled")
+    assert not any(
+        ((r["e"] == "acked" and r["done"]) or r["e"] == "release")
+        and (r["sub"], r["g"]) == (hung["sub"], hung["g"])
+        for r in victim.snapshot()
+    )
+    takeovers = [
+        r
+        for w in workers
+        if w is not victim
+        for r in w.snapshot()
+        if r["e"] == "item" and r["s"] == hung["s"] and r["n"] == ROUNDS // 2 and r["g"] > hung["g"]
+    ]
+    assert takeovers, f"nobody handled the item {victim.name} hung on"
     assert time.monotonic() - start < DEADLINE
 
 
-def kill_the_next_busy_worker(workers: list[Worker], deadline: float) -> Worker:
-    """SIGKILL the first worker that reports handling an item from now on (mid-wake)."""
-    seen = {w.name: len(w.snapshot()) for w in workers}
-    while True:
+def kill_the_stalled_worker(workers: list[Worker], deadline: float) -> Worker:
+    """SIGKILL the worker that hangs on the stall item (it holds that wake's lease)."""
+
+    def stalled() -> Worker | None:
         for worker in workers:
-            records = worker.snapshot()
-            if any(r["e"] == "item" for r in records[seen[worker.name] :]):
-                worker.process.send_signal(signal.SIGKILL)
-                worker.process.wait(timeout=30)
+            if any(r["e"] == "stalled" for r in worker.snapshot()):
                 return worker
-        wait_until(
-            lambda: any(len(w.snapshot()) > seen[w.name] for w in workers), deadline, "any record"
-        )
-        for worker in workers:
-            records = worker.snapshot()
-            if not any(r["e"] == "item" for r in records[seen[worker.name] :]):
-                seen[worker.name] = len(records)
+        return None
+
+    wait_until(lambda: stalled() is not None, deadline, "a worker to stall")
+    victim = stalled()
+    assert victim is not None
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(timeout=30)
+    return victim
 
 
 def wait_until(condition: Any, deadline: float, what: str) -> None:

@@ -1,8 +1,11 @@
 """One worker process of the wake pool test (``test_wake_pool.py``): run, maybe SIGKILLed.
 
-    python -m tests.integration.wake_pool_worker ROOT SUBSCRIPTION_IDS NAME BACKEND
+    python -m tests.integration.wake_pool_worker ROOT SUBSCRIPTION_IDS NAME BACKEND STALL_FILE
 
-``SUBSCRIPTION_IDS`` is comma-separated. Every line on stdout is a JSON record,
+``SUBSCRIPTION_IDS`` is comma-separated. The first worker (of all) to meet an item
+with ``"stall": true`` creates ``STALL_FILE``, says ``stalled`` and hangs in its handler
+(holding the lease, heartbeating): the test kills it there; the others handle the item.
+Every line on stdout is a JSON record,
 flushed at once (so what was written survives kill -9), with the wall-clock time
 ``t``: ``ready``; ``claim`` (sub, g) once a claim succeeded; ``item`` (sub, g, s: the
 stream, n) when the handler handled an item; ``ack`` (sub, g, done) before an ack is
@@ -13,6 +16,7 @@ a clean exit (SIGTERM).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -31,6 +35,7 @@ from durable_streams.subscriptions import (
 )
 
 MAX_CONCURRENT_WAKES = 3
+STALL_FILE = ""
 
 
 def record(event: str, **fields: Any) -> None:
@@ -65,8 +70,19 @@ class RecordingClient(SubscriptionClient):
 
 
 async def handle(item: dict[str, Any], context: WakeContext) -> None:
+    if item.get("stall") and first_to_stall():
+        record("stalled", sub=context.subscription_id, g=context.generation, s=context.stream)
+        await anyio.sleep_forever()
     record("item", sub=context.subscription_id, g=context.generation, s=context.stream, n=item["n"])
     await anyio.sleep(0.002)  # a little work: wakes stay open across the kill moment
+
+
+def first_to_stall() -> bool:
+    try:
+        os.close(os.open(STALL_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 async def main(root: str, ids: list[str], name: str) -> None:
@@ -82,5 +98,5 @@ async def main(root: str, ids: list[str], name: str) -> None:
 
 
 if __name__ == "__main__":
-    root, ids, name, backend = sys.argv[1:5]
+    root, ids, name, backend, STALL_FILE = sys.argv[1:6]
     anyio.run(main, root, ids.split(","), name, backend=backend)

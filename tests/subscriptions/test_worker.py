@@ -359,3 +359,83 @@ def test_options_are_checked() -> None:
         WakeWorker(subs, ["s"], None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="heartbeat_interval"):
         WakeWorker(subs, ["s"], print, heartbeat_interval=0)
+
+
+async def test_a_lease_that_cannot_be_renewed_stops_the_wake(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.lease_ttl_ms = 300
+    env.control.on_ack = lambda call: httpx.Response(503)  # heartbeats never get through
+    cancelled = anyio.Event()
+
+    async def handler(item: Any, context: WakeContext) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, heartbeat_interval=0.05) as running:
+            await cancelled.wait()  # the lease ran out: processing it any longer is unsafe
+            running.kick()
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 2)
+    assert env.control.of("ack")  # it tried
+    assert not [call for call in env.control.of("ack") if call.body["done"]]
+    assert not env.control.of("release")
+
+
+async def test_polling_claims_work_that_came_without_a_wake_event(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    handled = anyio.Event()
+
+    def handler(item: Any, context: WakeContext) -> None:
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, poll_interval=0.02):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) >= 2)
+            env.control.pending["sub"] = ["chats/1"]  # pending now, and no event says so
+            await handled.wait()
+
+
+async def test_a_refused_done_ack_leaves_the_worker_running(env: Env) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.on_ack = lambda call: error(409, "INVALID_OFFSET") if call.body["done"] else None
+
+    def handler(item: Any, context: WakeContext) -> None:
+        pass
+
+    with anyio.fail_after(10):
+        async with worker(env, handler) as running:
+            await env.control.wait_for(lambda: bool(env.control.of("ack")))
+            running.kick()  # still serving: it claims again (the lease would expire meanwhile)
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 2)
+    assert [call.body["done"] for call in env.control.of("ack")] == [True]
+    assert not env.control.of("release")
+
+
+async def test_wake_events_trigger_claims_and_malformed_ones_are_ignored(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    await env.stream("chats/1", [{"n": 1}])
+    wakes = StreamHandle(
+        env.server.stream_url("wakes"), client=env.subs.client, content_type="application/json"
+    )
+    handled = anyio.Event()
+
+    def handler(item: Any, context: WakeContext) -> None:
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, ids=("sub",)):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 1)  # startup
+            env.control.pending["sub"] = ["chats/1"]
+            await wakes.append({"type": "wake", "subscription_id": "someone-else"})
+            await wakes.append({"type": 5})  # malformed: ignored, with a warning
+            await wakes.append(
+                {"type": "wake", "subscription_id": "sub", "stream": "chats/1", "generation": 1}
+            )
+            await handled.wait()
+    assert len(env.control.of("claim")) == 2  # the event for "sub" only
+    assert "malformed event" in caplog.text

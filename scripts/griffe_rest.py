@@ -86,7 +86,7 @@ def _scopes(obj: griffe.Object, public: dict[str, str]) -> list[str]:
     if own is not None:
         parts = own.split(".")
         scopes += [".".join(parts[:n]) for n in range(len(parts), 1, -1)]
-    module = obj.module
+    module: griffe.Object | None = obj.module
     while module is not None:
         if module.path in public:
             scopes.append(module.path)
@@ -109,7 +109,7 @@ def _documented(path: str, public: dict[str, str], loader: griffe.GriffeLoader) 
                 return False
             # Below a public name only class members are rendered (a module's are its exports).
             return not any(part.startswith("_") for part in parts[n:]) and (
-                n == len(parts) or found.parent is not None and found.parent.is_class
+                n == len(parts) or (found.parent is not None and found.parent.is_class)
             )
     return False
 

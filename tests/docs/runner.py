@@ -11,6 +11,7 @@ SIGALRM after ``timeout`` seconds, so a block that hangs fails instead of hangin
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import linecache
 import os
@@ -20,10 +21,6 @@ import sys
 import tempfile
 import threading
 import traceback
-
-import anyio
-import httpx
-import pydantic
 
 import durable_streams
 import durable_streams.state
@@ -37,7 +34,8 @@ def preload() -> None:
     """Import every public name now, so children start warm."""
     for name in durable_streams.__all__:
         getattr(durable_streams, name)
-    assert anyio and httpx and pydantic  # imported for the children
+    for module in ("anyio", "anyio.to_thread", "httpx", "pydantic", "sqlite3"):
+        importlib.import_module(module)
     # Forking is only safe while this process has one thread.
     assert threading.active_count() == 1, threading.enumerate()
 

@@ -2,8 +2,9 @@
 
 Run as ``python -m tests.docs.runner``. It imports the SDK once (about half a second that each
 block would otherwise pay), then reads one JSON request per line on stdin,
-``{"name": ..., "code": ..., "url": ..., "timeout": ...}``, forks a child that runs ``code`` as
-``__main__`` with ``DURABLE_STREAMS_URL=url`` in an empty temporary folder, and answers one JSON
+``{"name": ..., "code": ..., "url": ..., "timeout": ..., "backend": ...}``, forks a child that runs
+``code`` as ``__main__`` with ``DURABLE_STREAMS_URL=url`` in an empty temporary folder (with
+``anyio.run`` defaulting to ``backend``: "asyncio" or "trio"), and answers one JSON
 line, ``{"rc": exit code, "output": the child's stdout and stderr}``. The child is killed by
 SIGALRM after ``timeout`` seconds, so a block that hangs fails instead of hanging the suite.
 """
@@ -11,6 +12,7 @@ SIGALRM after ``timeout`` seconds, so a block that hangs fails instead of hangin
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import json
 import linecache
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import threading
 import traceback
+
+import anyio
 
 import durable_streams
 import durable_streams.state
@@ -34,16 +38,19 @@ def preload() -> None:
     """Import every public name now, so children start warm."""
     for name in durable_streams.__all__:
         getattr(durable_streams, name)
-    for module in ("anyio", "anyio.to_thread", "httpx", "pydantic", "sqlite3"):
+    for module in ("anyio", "anyio.to_thread", "httpx", "pydantic", "sqlite3", "trio"):
         importlib.import_module(module)
     # Forking is only safe while this process has one thread.
     assert threading.active_count() == 1, threading.enumerate()
 
 
-def run_child(code: str, name: str, url: str, timeout: float, folder: str, output: str) -> None:
+def run_child(
+    code: str, name: str, url: str, timeout: float, backend: str, folder: str, output: str
+) -> None:
     """In the forked child: run the block and exit with its status (never returns)."""
     status = 1
     try:
+        anyio.run = functools.partial(anyio.run, backend=backend)  # type: ignore[assignment]
         signal.alarm(max(1, int(timeout)))  # SIGALRM's default action ends the process
         with open(output, "wb") as sink, open(os.devnull, "rb") as nothing:
             os.dup2(sink.fileno(), 1)
@@ -80,6 +87,7 @@ def run(request: dict[str, object]) -> dict[str, object]:
             str(request["name"]),
             str(request["url"]),
             float(request["timeout"]),  # type: ignore[arg-type]
+            str(request.get("backend", "asyncio")),
             folder,
             output,
         )

@@ -4,8 +4,8 @@ A ```python block must be a complete program that reads the server URL from
 ``os.environ["DURABLE_STREAMS_URL"]`` and finishes quickly, or the line before it must be
 ``<!-- fragment: <reason> -->`` with a non-empty reason. Runnable blocks run in children forked
 from one pre-imported process (``runner.py``) against ``python -m durable_streams.testing`` over
-HTTP; each block gets its own base URL (a path prefix on that server), so blocks never see each
-other's streams.
+HTTP, on asyncio and (blocks that call ``anyio.run``) on trio; each run gets its own base URL
+(a path prefix on that server), so blocks never see each other's streams.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ from tests.server.harness import ReferenceServer, start_python_server
 BLOCK_TIMEOUT = 30
 BLOCKS = python_blocks()
 RUNNABLE = [block for block in BLOCKS if block.fragment is None]
+#: Each block on asyncio; those that start an event loop with ``anyio.run`` on trio too.
+RUNS = [(block, "asyncio") for block in RUNNABLE] + [
+    (block, "trio") for block in RUNNABLE if "anyio.run(" in block.code
+]
 
 
 class Runner:
@@ -60,9 +64,15 @@ class Runner:
         answer: dict[str, object] = json.loads(line)
         return answer
 
-    def run(self, block: CodeBlock, url: str) -> dict[str, object]:
+    def run(self, block: CodeBlock, url: str, backend: str) -> dict[str, object]:
         assert self.process.stdin is not None
-        request = {"name": block.name, "code": block.code, "url": url, "timeout": BLOCK_TIMEOUT}
+        request = {
+            "name": block.name,
+            "code": block.code,
+            "url": url,
+            "timeout": BLOCK_TIMEOUT,
+            "backend": backend,
+        }
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return self.read(BLOCK_TIMEOUT + 30)
@@ -100,10 +110,14 @@ def test_the_docs_have_runnable_blocks() -> None:
     assert len(RUNNABLE) >= 10, [block.name for block in BLOCKS]
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[block.name for block in RUNNABLE])
-def test_block_runs(block: CodeBlock, docs_server: ReferenceServer, runner: Runner) -> None:
-    prefix = re.sub(r"[^a-z0-9]+", "-", block.name.lower())
-    answer = runner.run(block, f"{docs_server.url}/{prefix}")
+@pytest.mark.parametrize(
+    ("block", "backend"), RUNS, ids=[f"{block.name}-{backend}" for block, backend in RUNS]
+)
+def test_block_runs(
+    block: CodeBlock, backend: str, docs_server: ReferenceServer, runner: Runner
+) -> None:
+    prefix = re.sub(r"[^a-z0-9]+", "-", f"{block.name}-{backend}".lower())
+    answer = runner.run(block, f"{docs_server.url}/{prefix}", backend)
     hint = (
         ""
         if "DURABLE_STREAMS_URL" in block.code

@@ -130,7 +130,9 @@ async def write_answer(handle: StreamHandle, model: Model, prompt: str) -> None:
     The stream must exist (JSON). Appends do not wait: the producer batches
     tokens that come faster than a round trip, and retries with the same
     producer tuple, so a retried batch is never stored twice. A model that
-    fails ends the answer with an ``error`` message instead.
+    fails ends the answer with an ``error`` message instead, and so does
+    cancellation (the app stopping): readers are never left waiting on an
+    answer nobody writes.
 
     Example::
 
@@ -138,17 +140,26 @@ async def write_answer(handle: StreamHandle, model: Model, prompt: str) -> None:
             await handle.create(content_type="application/json")
             await write_answer(handle, FakeModel(delay=0), "Hello?")
     """
-    async with IdempotentProducer(handle, f"ai-chat-{uuid.uuid4().hex}") as producer:
-        producer.append({"type": "prompt", "text": prompt})
-        try:
-            async for token in model.reply(prompt):
-                await producer.wait_for_capacity()
-                producer.append({"type": "token", "text": token})
-        except Exception:
-            logger.exception("the model failed")
-            await producer.close(final={"type": "error", "message": "the model failed"})
-            return
-        await producer.close()
+    try:
+        async with IdempotentProducer(handle, f"ai-chat-{uuid.uuid4().hex}") as producer:
+            await producer.send({"type": "prompt", "text": prompt})  # stored before any token
+            try:
+                async for token in model.reply(prompt):
+                    await producer.wait_for_capacity()
+                    producer.append({"type": "token", "text": token})
+            except Exception:
+                logger.exception("the model failed")
+                await producer.close(final={"type": "error", "message": "the model failed"})
+                return
+            await producer.close()
+    except anyio.get_cancelled_exc_class():
+        # Tokens not yet acknowledged are dropped with the producer; close after what was stored.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await handle.close(final={"type": "error", "message": "the answer was interrupted"})
+            except DurableStreamError:
+                logger.exception("could not close the interrupted answer %r", handle)
+        raise
 
 
 # -- the web app ---------------------------------------------------------------------------------

@@ -332,6 +332,33 @@ async def test_a_model_that_fails_ends_the_answer_with_an_error_message(stream_u
     ]
 
 
+@dataclass
+class EndlessModel:
+    started: anyio.Event = field(default_factory=anyio.Event)
+
+    async def reply(self, prompt: str) -> AsyncIterator[str]:
+        yield "Once"
+        self.started.set()
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_an_answer_cut_short_by_cancellation_is_closed_with_an_error(stream_url: str) -> None:
+    model = EndlessModel()
+    async with StreamHandle(stream_url) as handle:
+        await handle.create(content_type="application/json")
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:  # the app's, stopping
+                tasks.start_soon(ai_chat.write_answer, handle, model, "Hi")
+                await model.started.wait()
+                tasks.cancel_scope.cancel()
+            messages = await (await handle.stream()).json()
+            assert (await handle.head()).closed
+    assert messages[0] == {"type": "prompt", "text": "Hi"}
+    assert messages[1:-1] in ([], [{"type": "token", "text": "Once"}])  # if it was acknowledged
+    assert messages[-1] == {"type": "error", "message": "the answer was interrupted"}
+
+
 @pytest.mark.anyio
 @respx.mock
 async def test_the_openai_model_streams_the_completion_deltas() -> None:
@@ -379,6 +406,12 @@ def test_a_reload_half_way_resumes_and_a_late_tab_catches_up(
     assert "live=" not in reads[0]  # catch up with a plain GET first, then go live
     assert {offset_of(url) for url in reads} == {chat["offset"]}
 
+    # A second tab of the same browser opens the app: it shows the stored chat and goes live.
+    tab = page.context.new_page()
+    with tab.expect_request(is_live, timeout=WAIT_MS):
+        tab.goto(chat_app.url)
+    assert answer(tab) == FIRST_HALF
+
     # Another browser (nothing stored) opens the link: it reads from the start and goes live.
     late = browser.new_context().new_page()
     late_urls = record_requests(late)
@@ -388,7 +421,7 @@ def test_a_reload_half_way_resumes_and_a_late_tab_catches_up(
     assert offset_of(reads_of(late_urls, chat["stream"])[0]) == "-1"
 
     chat_app.model.gate.set()  # the rest of the answer comes while both pages follow live
-    for shown in (page, late):
+    for shown in (page, tab, late):
         assert wait_until_finished(shown) == "done"
         assert answer(shown) == ANSWER  # no gap, no duplicate
     save_screenshot(page, "ai_chat.png")

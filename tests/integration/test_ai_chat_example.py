@@ -77,7 +77,7 @@ FIRST_HALF = "".join(TOKENS[:HALF])
 class GatedModel:
     """The fake model's answer, holding after ``HALF`` tokens until the test opens ``gate``."""
 
-    delay: float = 0.01
+    delay: float = 0.005
     gate: threading.Event = field(default_factory=threading.Event)
 
     async def reply(self, prompt: str) -> AsyncIterator[str]:
@@ -268,7 +268,7 @@ def ask(page: Page, url: str) -> dict[str, Any]:
 def save_screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     print(f"screenshot: {path}")
 
 
@@ -461,3 +461,14 @@ def test_lost_connections_resume_without_gap_or_duplicate(
             assert stored_messages(chat["stream"]) == expected_messages(PROMPT)
     finally:
         proxy.stop()
+
+
+@pytest.mark.sockets
+def test_a_link_to_an_answer_that_does_not_exist_shows_an_error(
+    browser: Browser, chat_app: RunningApp
+) -> None:
+    page = browser.new_context().new_page()
+    page.goto(f"{chat_app.url}#{'0' * 32}")  # the app knows where it would be; the server has none
+    assert wait_until_finished(page) == "error"
+    assert page.text_content("#status") == "Error: this chat does not exist"
+    assert answer(page) == ""

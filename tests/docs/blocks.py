@@ -3,6 +3,8 @@
 The contract for a fenced ``python`` block: it is a complete program that reads the server URL
 from ``os.environ["DURABLE_STREAMS_URL"]`` and finishes quickly (``test_code_blocks.py`` runs it),
 or the line just before its fence is ``<!-- fragment: <reason> -->`` with a non-empty reason.
+A runnable block preceded by ``<!-- server: reference -->`` runs against the reference server
+(``DURABLE_STREAMS_URL`` is then its root URL, shared: such a block names its streams uniquely).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<info>[^`\s]*)")
 FRAGMENT = re.compile(r"^\s*<!--\s*fragment:(?P<reason>.*?)-->\s*$")
+#: Before a runnable block: run it against the reference server instead of the Python one
+#: (for what durable_streams.testing does not serve: subscriptions, webhooks).
+SERVER = re.compile(r"^\s*<!--\s*server:\s*reference\s*-->\s*$")
 #: Markdown inline links and images: [text](target) / ![alt](target), not [text][ref].
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\((?P<target><[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
@@ -27,6 +32,7 @@ class CodeBlock:
     language: str
     code: str
     fragment: str | None  # the reason after "fragment:", stripped; None without a marker
+    on_reference_server: bool = False  # marked <!-- server: reference -->
 
     @property
     def name(self) -> str:
@@ -65,6 +71,7 @@ def code_blocks(path: Path) -> list[CodeBlock]:
                 language=opening["info"].lower(),
                 code="\n".join(body) + "\n",
                 fragment=marker["reason"].strip() if marker else None,
+                on_reference_server=SERVER.match(previous) is not None,
             )
         )
         i = j + 1

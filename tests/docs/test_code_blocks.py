@@ -5,7 +5,8 @@ A ```python block must be a complete program that reads the server URL from
 ``<!-- fragment: <reason> -->`` with a non-empty reason. Runnable blocks run in children forked
 from one pre-imported process (``runner.py``) against ``python -m durable_streams.testing`` over
 HTTP, on asyncio and (blocks that call ``anyio.run``) on trio; each run gets its own base URL
-(a path prefix on that server), so blocks never see each other's streams.
+(a path prefix on that server), so blocks never see each other's streams. Blocks marked
+``<!-- server: reference -->`` run against the reference server (subscriptions, webhooks).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.docs.blocks import (
     python_blocks,
     relative_links,
 )
-from tests.server.harness import ReferenceServer, start_python_server
+from tests.server.harness import ReferenceServer, start_python_server, start_server
 
 BLOCK_TIMEOUT = 30
 BLOCKS = python_blocks()
@@ -97,6 +98,16 @@ def docs_server() -> Iterator[ReferenceServer]:
 
 
 @pytest.fixture(scope="module")
+def reference_server() -> Iterator[ReferenceServer]:
+    """For blocks marked ``<!-- server: reference -->`` (what the Python server lacks)."""
+    server = start_server(long_poll_timeout_ms=1000)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def runner() -> Iterator[Runner]:
     started = Runner()
     try:
@@ -114,10 +125,14 @@ def test_the_docs_have_runnable_blocks() -> None:
     ("block", "backend"), RUNS, ids=[f"{block.name}-{backend}" for block, backend in RUNS]
 )
 def test_block_runs(
-    block: CodeBlock, backend: str, docs_server: ReferenceServer, runner: Runner
+    block: CodeBlock, backend: str, request: pytest.FixtureRequest, runner: Runner
 ) -> None:
-    prefix = re.sub(r"[^a-z0-9]+", "-", f"{block.name}-{backend}".lower())
-    answer = runner.run(block, f"{docs_server.url}/{prefix}", backend)
+    if block.on_reference_server:
+        url = request.getfixturevalue("reference_server").url
+    else:
+        prefix = re.sub(r"[^a-z0-9]+", "-", f"{block.name}-{backend}".lower())
+        url = f"{request.getfixturevalue('docs_server').url}/{prefix}"
+    answer = runner.run(block, url, backend)
     hint = (
         ""
         if "DURABLE_STREAMS_URL" in block.code
@@ -135,6 +150,12 @@ def test_fragment_markers_give_a_reason_and_mark_a_python_block(path: Path) -> N
         assert match is not None, f"{path.name}:{line}: a fragment marker is alone on its line"
         assert match[1].strip(), f"{path.name}:{line}: a fragment marker gives its reason"
         assert line in marked, f"{path.name}:{line}: a fragment marker sits just before ```python"
+    for number, text in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if "server:" in text and "<!--" in text:
+            assert re.match(r"^\s*<!--\s*server:\s*reference\s*-->\s*$", text), (
+                f"{path.name}:{number}: the only server marker is <!-- server: reference -->"
+            )
+            assert number in marked, f"{path.name}:{number}: a server marker sits before ```python"
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda path: str(path.relative_to(ROOT)))

@@ -9,7 +9,7 @@ import durable_streams
 from tests.docs.blocks import ROOT
 
 REFERENCE = ROOT / "docs" / "reference"
-PUBLIC_PACKAGES = ("state", "sync", "testing", "cli")
+PUBLIC_PACKAGES = ("state", "subscriptions", "sync", "testing", "cli")
 
 
 def rendered() -> set[str]:

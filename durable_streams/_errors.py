@@ -20,18 +20,28 @@ excerpt::
     ├── StatusError                         UNEXPECTED_STATUS (any other status)
     │   ├── BadRequestError                 400
     │   │   ├── InvalidOffsetError          INVALID_OFFSET
-    │   │   └── InvalidJsonError            PARSE_ERROR (the server could not parse the JSON sent)
-    │   │       └── InvalidItemError        (a producer item the server cannot parse; ``index``)
+    │   │   ├── InvalidJsonError            PARSE_ERROR (the server could not parse the JSON sent)
+    │   │   │   └── InvalidItemError        (a producer item the server cannot parse; ``index``)
+    │   │   └── InvalidSubscriptionRequestError  INVALID_REQUEST (a subscription request refused)
+    │   │       └── WebhookUrlRejectedError      WEBHOOK_URL_REJECTED
     │   ├── UnauthorizedError               401
+    │   │   └── WakeTokenError              TOKEN_INVALID (a wake's token is wrong or missing)
+    │   │       └── WakeTokenExpiredError   TOKEN_EXPIRED
     │   ├── ForbiddenError                  403
     │   │   └── StaleEpochError             (producer fenced; ``current_epoch``)
     │   ├── NotFoundError                   404  NOT_FOUND
+    │   │   └── SubscriptionNotFoundError   SUBSCRIPTION_NOT_FOUND
     │   ├── NotSupportedError               405 / 501  NOT_SUPPORTED
     │   ├── ConflictError                   409  CONFLICT
     │   │   ├── StreamClosedError           STREAM_CLOSED (``final_offset``)
     │   │   ├── SequenceConflictError       SEQUENCE_CONFLICT (``Stream-Seq`` regression)
     │   │   ├── ProducerSequenceGapError    (``expected_seq``, ``received_seq``)
-    │   │   └── StreamConfigMismatchError   (content type or create options differ)
+    │   │   ├── StreamConfigMismatchError   (content type or create options differ)
+    │   │   ├── SubscriptionExistsError     SUBSCRIPTION_ALREADY_EXISTS (another configuration)
+    │   │   ├── AlreadyClaimedError         ALREADY_CLAIMED (``current_holder``, ``generation``)
+    │   │   ├── FencedError                 FENCED (a newer wake took over; stop, never ack)
+    │   │   ├── NoPendingWorkError          NO_PENDING_WORK
+    │   │   └── AckOffsetError              INVALID_OFFSET (an ack the subscription refuses)
     │   ├── GoneError                       410
     │   ├── PayloadTooLargeError            413
     │   ├── RateLimitedError                429 (``retry_after``)
@@ -43,7 +53,8 @@ excerpt::
     │   └── ProducerIdentityError           (another live writer uses the producer id)
     ├── CheckpointError                     CHECKPOINT_ERROR (a checkpoint store failed)
     │   └── CheckpointCorruptError          (a stored checkpoint cannot be read back)
-    └── PositionRejectedError               POSITION_REJECTED (``reason``: the server's refusal)
+    ├── PositionRejectedError               POSITION_REJECTED (``reason``: the server's refusal)
+    └── WebhookVerificationError            WEBHOOK_REJECTED (a webhook failed a check; ``reason``)
 
 ``StreamClosedError`` is raised for writes to a closed stream; a reader reaching
 the end of a closed stream simply stops (that is EOF, not an error).
@@ -52,6 +63,7 @@ the end of a closed stream simply stops (that is EOF, not an error).
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +78,17 @@ from ._redact import excerpt, redact_headers, redact_url, request_secrets, scrub
 
 __all__ = [
     "AppendOutcomeUnknownError",
+    "AckOffsetError",
+    "AlreadyClaimedError",
+    "FencedError",
+    "InvalidSubscriptionRequestError",
+    "NoPendingWorkError",
+    "SubscriptionExistsError",
+    "SubscriptionNotFoundError",
+    "WakeTokenError",
+    "WakeTokenExpiredError",
+    "WebhookUrlRejectedError",
+    "WebhookVerificationError",
     "BadRequestError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -269,8 +292,33 @@ class InvalidItemError(InvalidJsonError):
         self.index = index
 
 
+class InvalidSubscriptionRequestError(BadRequestError):
+    """400 ``INVALID_REQUEST`` from a subscription route: a malformed configuration or
+    body, or an operation the subscription's type does not support."""
+
+    code = "INVALID_REQUEST"
+
+
+class WebhookUrlRejectedError(InvalidSubscriptionRequestError):
+    """400 ``WEBHOOK_URL_REJECTED``: the server refuses the webhook URL (https or loopback only)."""
+
+    code = "WEBHOOK_URL_REJECTED"
+
+
 class UnauthorizedError(StatusError):
     """401: credentials are missing or were rejected."""
+
+
+class WakeTokenError(UnauthorizedError):
+    """401 ``TOKEN_INVALID``: the wake's bearer token is missing, malformed or not this wake's."""
+
+    code = "TOKEN_INVALID"
+
+
+class WakeTokenExpiredError(WakeTokenError):
+    """401 ``TOKEN_EXPIRED``: the wake's token has expired (its lease is gone)."""
+
+    code = "TOKEN_EXPIRED"
 
 
 class ForbiddenError(StatusError):
@@ -289,6 +337,12 @@ class NotFoundError(StatusError):
     """404: the stream does not exist (or has expired)."""
 
     code = "NOT_FOUND"
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    """404 ``SUBSCRIPTION_NOT_FOUND``: no such subscription (never created, or deleted)."""
+
+    code = "SUBSCRIPTION_NOT_FOUND"
 
 
 class NotSupportedError(StatusError):
@@ -337,6 +391,54 @@ class ProducerSequenceGapError(ConflictError):
 
 class StreamConfigMismatchError(ConflictError):
     """409: the stream exists with another content type or configuration."""
+
+
+class SubscriptionExistsError(ConflictError):
+    """409 ``SUBSCRIPTION_ALREADY_EXISTS``: the id is taken by a different configuration."""
+
+    code = "SUBSCRIPTION_ALREADY_EXISTS"
+
+
+class AlreadyClaimedError(ConflictError):
+    """409 ``ALREADY_CLAIMED``: another worker holds the subscription's wake.
+
+    Losing a claim race is normal for pull-wake workers. ``current_holder`` is the
+    holder's worker name and ``generation`` the wake generation it holds.
+    """
+
+    code = "ALREADY_CLAIMED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_holder: str | None = None,
+        generation: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.current_holder = current_holder
+        self.generation = generation
+
+
+class FencedError(ConflictError):
+    """409 ``FENCED``: the wake's ``wake_id``/``generation`` is stale; a newer wake owns the
+    work. Stop processing it at once and never ack it."""
+
+    code = "FENCED"
+
+
+class NoPendingWorkError(ConflictError):
+    """409 ``NO_PENDING_WORK``: a claim found every linked stream acknowledged up to its tail."""
+
+    code = "NO_PENDING_WORK"
+
+
+class AckOffsetError(ConflictError):
+    """409 ``INVALID_OFFSET`` to an ack: the stream is not linked, or the offset is ``-1``,
+    behind the acknowledged offset, or past the tail."""
+
+    code = "INVALID_OFFSET"
 
 
 class GoneError(StatusError):
@@ -499,6 +601,24 @@ class PositionRejectedError(DurableStreamError):
         self.consumer = consumer
 
 
+class WebhookVerificationError(DurableStreamError):
+    """A webhook request failed verification and must be refused (reply 401).
+
+    ``reason`` says which check failed, one of ``"malformed"`` (no or unparsable
+    ``Webhook-Signature`` header or body), ``"timestamp"`` (outside the tolerance),
+    ``"unknown_key"`` (no key with that ``kid``, even after refetching the JWKS),
+    ``"signature"`` (the Ed25519 signature does not match) or ``"subscription"``
+    (another subscription's notification). Local: ``status`` is None. The message
+    never contains the signature, the body or any token.
+    """
+
+    code = "WEBHOOK_REJECTED"
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+
 def invalid_options(model: str, exc: pydantic.ValidationError) -> InvalidArgumentError:
     """The error for options a pydantic model refused: its first problem, named by field."""
     first = exc.errors()[0]
@@ -659,3 +779,74 @@ def error_for_exception(
         error = NetworkError(f"{operation} failed: {kind} at {where}", url=url)
     error.__cause__ = exc
     return error
+
+
+# Subscription (control route) errors carry their code in a JSON body,
+# ``{"error": {"code": ..., "message": ...}}``: there the code is the protocol.
+_CONTROL_CODES: dict[str, type[StatusError]] = {
+    "INVALID_REQUEST": InvalidSubscriptionRequestError,
+    "WEBHOOK_URL_REJECTED": WebhookUrlRejectedError,
+    "TOKEN_INVALID": WakeTokenError,
+    "TOKEN_EXPIRED": WakeTokenExpiredError,
+    "SUBSCRIPTION_NOT_FOUND": SubscriptionNotFoundError,
+    "SUBSCRIPTION_ALREADY_EXISTS": SubscriptionExistsError,
+    "ALREADY_CLAIMED": AlreadyClaimedError,
+    "FENCED": FencedError,
+    "NO_PENDING_WORK": NoPendingWorkError,
+    "INVALID_OFFSET": AckOffsetError,
+}
+
+
+def error_for_control_response(
+    response: httpx.Response, *, operation: str, body: bytes | None = None
+) -> StatusError:
+    """The typed error for an unsuccessful response from a subscription route.
+
+    The body's ``error.code`` picks the class when the status agrees with it (a
+    code under the wrong status is not believed: the status class is used, as for
+    any other route). ``ALREADY_CLAIMED`` keeps ``current_holder`` and ``generation``.
+    """
+    generic = error_for_response(response, operation=operation, body=body)
+    common: dict[str, Any] = {
+        "status": generic.status,
+        "url": generic.url,
+        "headers": generic.headers,
+        "body": generic.body,
+    }
+    status = response.status_code
+    # The stream routes' header heuristics (a 409 is a config mismatch...) mean nothing here.
+    status_cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else StatusError)
+    detail = _control_error_detail(body)
+    code = detail.get("code") if detail is not None else None
+    cls = _CONTROL_CODES.get(code) if isinstance(code, str) else None
+    label = code if cls is not None and issubclass(cls, status_cls) else None
+    description = "not found" if status == 404 else _DESCRIPTIONS.get(status)
+    description = description or ("server error" if status >= 500 else "unexpected status")
+    message = f"{operation} failed: {status} {label or description}"
+    message += f" at {generic.url}" if generic.url else ""
+    message += f": {generic.body}" if generic.body else ""
+    if detail is None or cls is None or label is None:
+        return status_cls(message, **common)
+    if cls is AlreadyClaimedError:
+        holder = detail.get("current_holder")
+        generation = detail.get("generation")
+        return AlreadyClaimedError(
+            message,
+            current_holder=holder if isinstance(holder, str) else None,
+            generation=generation
+            if isinstance(generation, int) and not isinstance(generation, bool)
+            else None,
+            **common,
+        )
+    return cls(message, **common)
+
+
+def _control_error_detail(body: bytes | None) -> dict[str, Any] | None:
+    if not body or len(body) > 65536:
+        return None
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    detail = document.get("error") if isinstance(document, dict) else None
+    return detail if isinstance(detail, dict) else None

@@ -150,12 +150,14 @@ def pytest_report_header() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (never skip) what the chosen target cannot run: see the two markers."""
+    """Deselect (never skip) what the chosen target cannot run: see the markers."""
     unfit = set()
     if not TEST_URL and TEST_SERVER != "reference" and (TEST_PAGE_SIZE or TEST_PAGE_BYTES):
         unfit.add("whole_responses")
     if not TEST_URL and TEST_SERVER == "python-inprocess":
         unfit.add("sockets")
+    if not TEST_URL and TEST_SERVER != "reference":
+        unfit.add("subscriptions")  # durable_streams.testing has no subscriptions
     if not unfit:
         return
     kept = [item for item in items if not unfit & {mark.name for mark in item.iter_markers()}]

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import httpx
 import pytest
 
 from durable_streams import (
+    AckOffsetError,
+    AlreadyClaimedError,
     BadRequestError,
     ConflictError,
     DurableStreamError,
+    FencedError,
     ForbiddenError,
     GoneError,
     InvalidOffsetError,
+    InvalidSubscriptionRequestError,
     NetworkError,
+    NoPendingWorkError,
     NotFoundError,
     NotSupportedError,
     PayloadTooLargeError,
@@ -28,9 +34,19 @@ from durable_streams import (
     StatusError,
     StreamClosedError,
     StreamConfigMismatchError,
+    SubscriptionExistsError,
+    SubscriptionNotFoundError,
     UnauthorizedError,
+    WakeTokenError,
+    WakeTokenExpiredError,
+    WebhookUrlRejectedError,
 )
-from durable_streams._errors import error_for_exception, error_for_response, parse_retry_after
+from durable_streams._errors import (
+    error_for_control_response,
+    error_for_exception,
+    error_for_response,
+    parse_retry_after,
+)
 from durable_streams._redact import REDACTED, excerpt, redact_headers, redact_url
 
 URL = "https://user:hunter2@example.com/v1/stream/s?offset=-1&token=abc123&live=sse"
@@ -238,3 +254,68 @@ def test_transport_exceptions_become_typed_with_cause() -> None:
     assert exc.code == "NETWORK_ERROR"
     assert exc.__cause__ is reset
     assert "hunter2" not in str(exc)
+
+
+# -- subscription routes: the body's error code picks the class ------------------------------
+
+CONTROL_CASES = [
+    (400, "INVALID_REQUEST", InvalidSubscriptionRequestError),
+    (400, "WEBHOOK_URL_REJECTED", WebhookUrlRejectedError),
+    (401, "TOKEN_INVALID", WakeTokenError),
+    (401, "TOKEN_EXPIRED", WakeTokenExpiredError),
+    (404, "SUBSCRIPTION_NOT_FOUND", SubscriptionNotFoundError),
+    (409, "SUBSCRIPTION_ALREADY_EXISTS", SubscriptionExistsError),
+    (409, "ALREADY_CLAIMED", AlreadyClaimedError),
+    (409, "FENCED", FencedError),
+    (409, "NO_PENDING_WORK", NoPendingWorkError),
+    (409, "INVALID_OFFSET", AckOffsetError),
+]
+
+
+def control_body(code: str, **extra: object) -> bytes:
+    return json.dumps({"error": {"code": code, "message": "no", **extra}}).encode()
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), CONTROL_CASES)
+def test_every_control_code_maps_to_its_class(
+    status: int, code: str, cls: type[StatusError]
+) -> None:
+    body = control_body(code)
+    error = error_for_control_response(response(status, body=body), operation="claim", body=body)
+    assert type(error) is cls
+    assert error.code == code
+    assert error.status == status
+    assert "abc123" not in str(error)
+    assert "hunter2" not in repr(error)
+
+
+def test_already_claimed_keeps_the_holder_and_generation() -> None:
+    body = control_body("ALREADY_CLAIMED", current_holder="w-2", generation=7)
+    error = error_for_control_response(response(409, body=body), operation="claim", body=body)
+    assert isinstance(error, AlreadyClaimedError)
+    assert (error.current_holder, error.generation) == ("w-2", 7)
+
+
+def test_already_claimed_with_wrong_types_drops_them() -> None:
+    body = control_body("ALREADY_CLAIMED", current_holder=3, generation=True)
+    error = error_for_control_response(response(409, body=body), operation="claim", body=body)
+    assert isinstance(error, AlreadyClaimedError)
+    assert (error.current_holder, error.generation) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (409, control_body("TOKEN_EXPIRED"), ConflictError),  # a code under the wrong status
+        (401, control_body("NOT_A_CODE"), UnauthorizedError),
+        (404, b"not json", NotFoundError),
+        (400, b'{"error": "INVALID_REQUEST"}', BadRequestError),
+        (400, b"[" * 100_000, BadRequestError),
+        (500, control_body("FENCED"), ServerError),
+    ],
+)
+def test_unknown_or_implausible_control_bodies_fall_back_to_the_status(
+    status: int, body: bytes, cls: type[StatusError]
+) -> None:
+    error = error_for_control_response(response(status, body=body), operation="ack", body=body)
+    assert type(error) is cls

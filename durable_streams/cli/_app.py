@@ -270,6 +270,99 @@ def delete(stream: str, **kwargs: Any) -> None:
     run(settings, stream)
 
 
+# -- subscriptions (PROTOCOL §7) --------------------------------------------------------------
+
+
+@cli.group()
+def subscription() -> None:
+    """Manage subscriptions: server-tracked progress over many streams (pull-wake or webhook).
+
+    SUBSCRIPTION_ID and stream paths are relative to the stream root (--url /
+    $DURABLE_STREAMS_URL, e.g. http://127.0.0.1:4437/v1/stream). Output is a summary on a
+    terminal and one JSON line otherwise.
+    """
+
+
+@subscription.command("create")
+@click.argument("subscription_id")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["pull-wake", "webhook"]),
+    required=True,
+    help="pull-wake: wake events on --wake-stream for workers; webhook: signed POSTs.",
+)
+@click.option("--pattern", help="Link every stream matching this glob (* one segment, ** any).")
+@click.option(
+    "--stream", "streams", multiple=True, metavar="PATH", help="Link this stream (repeatable)."
+)
+@click.option("--wake-stream", metavar="PATH", help="Where pull-wake events are appended.")
+@click.option("--webhook-url", metavar="URL", help="Where webhook wakes are POSTed (https).")
+@click.option(
+    "--lease-ttl-ms",
+    type=click.IntRange(1000, 600_000),
+    help="How long a wake is leased without a heartbeat (server default 30000).",
+)
+@click.option("--description", help="Free text kept with the subscription.")
+@_common
+def subscription_create(subscription_id: str, **kwargs: Any) -> None:
+    """Create SUBSCRIPTION_ID (succeeds if it exists with the same configuration).
+
+    Exit code 3 if it exists with another configuration. Linked streams start at their
+    tail: their existing data is not work.
+    """
+    settings = _settings(kwargs)
+    from ._subscriptions import create as run
+
+    run(settings, subscription_id, **kwargs)
+
+
+@subscription.command("get")
+@click.argument("subscription_id")
+@_common
+def subscription_get(subscription_id: str, **kwargs: Any) -> None:
+    """Show SUBSCRIPTION_ID: its configuration, status and each linked stream's acked offset."""
+    settings = _settings(kwargs)
+    from ._subscriptions import get as run
+
+    run(settings, subscription_id)
+
+
+@subscription.command("delete")
+@click.argument("subscription_id")
+@_common
+def subscription_delete(subscription_id: str, **kwargs: Any) -> None:
+    """Delete SUBSCRIPTION_ID (its streams are untouched)."""
+    settings = _settings(kwargs)
+    from ._subscriptions import delete as run
+
+    run(settings, subscription_id)
+
+
+@subscription.command("link")
+@click.argument("subscription_id")
+@click.argument("streams", nargs=-1, required=True, metavar="STREAM...")
+@_common
+def subscription_link(subscription_id: str, streams: tuple[str, ...], **kwargs: Any) -> None:
+    """Link STREAMs to SUBSCRIPTION_ID, at their tails (linking again changes nothing)."""
+    settings = _settings(kwargs)
+    from ._subscriptions import link as run
+
+    run(settings, subscription_id, streams)
+
+
+@subscription.command("unlink")
+@click.argument("subscription_id")
+@click.argument("stream")
+@_common
+def subscription_unlink(subscription_id: str, stream: str, **kwargs: Any) -> None:
+    """Remove STREAM's explicit link (a link made by the pattern stays)."""
+    settings = _settings(kwargs)
+    from ._subscriptions import unlink as run
+
+    run(settings, subscription_id, stream)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=4437, show_default=True)

@@ -7,7 +7,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
 import anyio
 import click
@@ -23,9 +23,9 @@ from durable_streams import (
 )
 
 from ._conventions import EXIT_INTERRUPTED, Settings
-from ._output import Progress, Writer, output_mode
+from ._output import Progress, Writer, is_tty, output_mode
 
-__all__ = ["append", "close", "create", "delete", "head", "read"]
+__all__ = ["append", "close", "create", "delete", "head", "read", "retry_policy"]
 
 T = TypeVar("T")
 
@@ -35,7 +35,8 @@ CHUNK = 64 * 1024
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
-def _retry(settings: Settings) -> RetryPolicy | None:
+def retry_policy(settings: Settings) -> RetryPolicy | None:
+    """``--retries`` as a RetryPolicy (None: the SDK's default)."""
     if settings.retries is None:
         return None
     return RetryPolicy(max_attempts=settings.retries)
@@ -46,7 +47,7 @@ def _handle(settings: Settings, stream: str) -> StreamHandle:
         settings.stream_url(stream),
         headers=settings.header_map(),
         timeout=settings.timeout,
-        retry=_retry(settings),
+        retry=retry_policy(settings),
     )
 
 
@@ -79,11 +80,6 @@ async def _until_interrupted(work: Callable[[], Awaitable[None]]) -> bool:
     return interrupted
 
 
-def _tty(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
-
-
 # -- create / head / close / delete ------------------------------------------------------------
 
 
@@ -111,7 +107,7 @@ def create(
                 forked_from=forked_from,
                 fork_offset=fork_offset,
             )
-            if _tty(sys.stdout):
+            if is_tty(sys.stdout):
                 what = "created" if result.created else "exists (same configuration)"
                 click.echo(f"{what}: {handle.url}")
                 click.echo(f"  content type: {result.content_type}")
@@ -133,7 +129,7 @@ def head(settings: Settings, stream: str) -> None:
             "expires_at": info.expires_at.isoformat() if info.expires_at else None,
             "closed": info.closed,
         }
-        if _tty(sys.stdout):
+        if is_tty(sys.stdout):
             for name, value in fields.items():
                 click.echo(
                     f"{name.replace('_', ' ') + ':':<14}{value if value is not None else '-'}"
@@ -160,7 +156,7 @@ def delete(settings: Settings, stream: str) -> None:
     async def work() -> None:
         async with _handle(settings, stream) as handle:
             await handle.delete()
-        if _tty(sys.stderr):
+        if is_tty(sys.stderr):
             click.echo(f"deleted {handle.url}", err=True)
 
     _run(work)
@@ -178,7 +174,7 @@ def _input(data: str | None, path: str | None) -> tuple[BinaryIO | None, bytes |
     if data is not None:
         return None, data.encode("utf-8")
     if path is None or path == "-":
-        if _tty(sys.stdin):
+        if is_tty(sys.stdin):
             raise click.UsageError("nothing to append: pass DATA, --file, or pipe data to stdin")
         return sys.stdin.buffer, None
     try:
@@ -278,7 +274,7 @@ def _append_lines(
     as_json: bool,
     producer_id: str | None,
 ) -> None:
-    progress = Progress("sent", unit="messages", enabled=_tty(sys.stderr))
+    progress = Progress("sent", unit="messages", enabled=is_tty(sys.stderr))
 
     async def messages(json_mode: bool) -> AsyncIterator[bytes]:
         if literal is not None:
@@ -359,9 +355,9 @@ def read(
     start: str,
     output: str | None,
 ) -> None:
-    stdout_tty = _tty(sys.stdout)
+    stdout_tty = is_tty(sys.stdout)
     progress = Progress(
-        "read", unit="messages", enabled=not follow and not stdout_tty and _tty(sys.stderr)
+        "read", unit="messages", enabled=not follow and not stdout_tty and is_tty(sys.stderr)
     )
     live: LiveMode = "auto" if follow else False
 
@@ -374,7 +370,7 @@ def read(
                 _start(start),
                 live,
                 on_error=on_error if follow else None,
-                retry=_retry(settings),
+                retry=retry_policy(settings),
             )
             mode = output_mode(output, res.content_type, tty=stdout_tty)
             writer = Writer(mode, sys.stdout.buffer)

@@ -21,7 +21,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_USAGE: "usage error: bad arguments or input (e.g. --json that is not JSON)",
-    EXIT_NOT_FOUND: "stream not found or gone (404, 410)",
+    EXIT_NOT_FOUND: "stream or subscription not found, or gone (404, 410)",
     EXIT_CONFLICT: "conflict: stream closed, exists with another configuration, seq (409)",
     EXIT_NETWORK: "network error or timeout (nothing usable came back)",
     EXIT_AUTH: "unauthorized or forbidden (401, 403)",

@@ -13,10 +13,16 @@ from typing import Any, BinaryIO
 
 import click
 
-__all__ = ["Progress", "Writer", "output_mode"]
+__all__ = ["Progress", "Writer", "is_tty", "output_mode"]
 
 #: Bytes written to stdout before the writer passes them on (flushed at least per response).
 BUFFER = 256 * 1024
+
+
+def is_tty(stream: Any) -> bool:
+    """Whether ``stream`` (stdout, stderr) is a terminal."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def output_mode(requested: str | None, content_type: str | None, *, tty: bool) -> str:

@@ -21,9 +21,10 @@ Example::
                 print(order)
 """
 
+from ._consumer import Consumer
 from ._handle import StreamHandle
 from ._portal import fail_after
 from ._producer import IdempotentProducer
 from ._response import StreamResponse
 
-__all__ = ["IdempotentProducer", "StreamHandle", "StreamResponse", "fail_after"]
+__all__ = ["Consumer", "IdempotentProducer", "StreamHandle", "StreamResponse", "fail_after"]

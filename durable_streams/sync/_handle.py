@@ -20,6 +20,7 @@ from durable_streams import (
     OnError,
     ParamsArg,
     Position,
+    ReadLimits,
     RetryPolicy,
     StreamInfo,
 )
@@ -43,6 +44,9 @@ class StreamHandle:
     :class:`~durable_streams.UsageError` (use the async API there).
     ``KeyboardInterrupt`` or a :func:`fail_after` deadline cancels the request
     under way. Header and parameter callables run on the background thread.
+    A ``client`` (an ``httpx.AsyncClient``, for custom transports, proxies or
+    auth) is used on that thread only; the handle never closes a client it was
+    given.
 
     Example::
 
@@ -60,22 +64,26 @@ class StreamHandle:
         self,
         url: str,
         *,
+        client: httpx.AsyncClient | None = None,
         content_type: str | None = None,
         headers: HeadersArg = None,
         params: ParamsArg = None,
         timeout: httpx.Timeout | float | None = None,
         retry: RetryPolicy | None = None,
         append_retry: AppendRetry = "safe",
+        limits: ReadLimits | None = None,
     ) -> None:
         get_portal()  # refuse a running event loop now, not at the first request
         self._handle = AsyncStreamHandle(
             url,
+            client=client,
             content_type=content_type,
             headers=headers,
             params=params,
             timeout=timeout,
             retry=retry,
             append_retry=append_retry,
+            limits=limits,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -249,6 +257,7 @@ class StreamHandle:
         params: ParamsArg = None,
         on_error: OnError | None = None,
         retry: RetryPolicy | None = None,
+        limits: ReadLimits | None = None,
     ) -> StreamResponse:
         """Open a read from ``offset`` (sends the first request; a missing stream raises here).
 
@@ -265,7 +274,13 @@ class StreamHandle:
 
         async def open_response() -> StreamResponse:
             response = await self._handle.stream(
-                offset, live, headers=headers, params=params, on_error=on_error, retry=retry
+                offset,
+                live,
+                headers=headers,
+                params=params,
+                on_error=on_error,
+                retry=retry,
+                limits=limits,
             )
             return StreamResponse(response)
 

@@ -100,6 +100,8 @@ def test_help_lists_commands_and_exit_codes_without_loading_the_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for name in ("create", "append", "read", "tail", "head", "close", "delete", "serve"):
         assert f"  {name}  " in done.stdout
+    for name in ("subscription",):
+        assert f"  {name}  " in done.stdout
     for meaning in EXIT_CODES.values():
         assert meaning in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"

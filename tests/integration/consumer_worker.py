@@ -6,7 +6,8 @@
 (written before the next item is requested, so it survives kill -9), and the
 position is saved in a :class:`FileCheckpoints` every ``WINDOW`` items.
 ``exactly-once``: each list of items is inserted into ``effects`` in the same
-SQLite transaction as the consumer's position (``save_in``). Prints
+SQLite transaction as the consumer's position (``save_in``); ``sync-exactly-once``
+does the same with ``durable_streams.sync`` (BACKEND is ignored). Prints
 ``progress N`` every ``PROGRESS_EVERY`` items handled and ``done`` at the end.
 """
 
@@ -75,6 +76,29 @@ async def exactly_once(handle: StreamHandle, state: Path) -> None:
     store.close()
 
 
+def sync_exactly_once(url: str, state: Path) -> None:
+    """``exactly-once`` through ``durable_streams.sync`` (no event loop in this thread)."""
+    from durable_streams import sync
+
+    store = SQLiteCheckpoints(state / "app.db")
+    db = sqlite3.connect(state / "app.db")
+    db.execute("CREATE TABLE IF NOT EXISTS effects (n INTEGER NOT NULL)")
+    handled = 0
+    with (
+        sync.StreamHandle(url) as handle,
+        sync.Consumer(handle, name="worker", checkpoints=store, commit_every=None) as c,
+    ):
+        for batch in c.iter_batches(BATCH):
+            with db:  # the effects and the position: one transaction, on this thread
+                db.executemany("INSERT INTO effects VALUES (?)", [(i["n"],) for i in batch])
+                store.save_in(db, c.key, c.position)
+            handled += len(batch)
+            progress(handled, handled - len(batch))
+    db.close()
+    store.close()
+    print("done", flush=True)
+
+
 async def main(url: str, mode: str, state: Path) -> None:
     async with StreamHandle(url) as handle:
         if mode == "at-least-once":
@@ -86,4 +110,7 @@ async def main(url: str, mode: str, state: Path) -> None:
 
 if __name__ == "__main__":
     url, mode, state, backend = sys.argv[1:5]
-    anyio.run(main, url, mode, Path(state), backend=backend)
+    if mode == "sync-exactly-once":
+        sync_exactly_once(url, Path(state))
+    else:
+        anyio.run(main, url, mode, Path(state), backend=backend)

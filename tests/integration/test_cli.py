@@ -239,3 +239,62 @@ def test_tail_in_a_terminal(env: dict[str, str], name: str) -> None:
             os.kill(term.pid, signal.SIGKILL)
     assert screen.index('"msg": "first"') < screen.index('"msg": "second"')
     assert SECRET not in screen
+
+
+def test_serve_runs_the_python_test_server(env: dict[str, str]) -> None:
+    server = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        url = json.loads(server.stdout.readline())["url"]
+        here = {**env, "DURABLE_STREAMS_URL": f"{url}/v1/stream"}
+        assert run(here, "create", "served", "-t", "application/json").returncode == 0
+        assert run(here, "append", "served", '{"n": 1}', "--json").returncode == 0
+        read = run(here, "read", "served", "--output", "jsonl")
+        assert read.returncode == 0, read.stderr
+        assert [json.loads(line) for line in read.stdout.splitlines()] == [{"n": 1}]
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=DEADLINE) == 130  # EXIT_INTERRUPTED: a clean stop
+        assert server.stderr is not None
+        assert b"Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        for pipe in (server.stdout, server.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.mark.subscriptions
+def test_subscription_management(env: dict[str, str], name: str) -> None:
+    sub = f"{name}-sub"
+    wakes = f"{name}-wakes"
+    assert run(env, "create", wakes, "-t", "application/json").returncode == 0
+    assert run(env, "create", f"{name}-a", "-t", "application/json").returncode == 0
+    options = ["--type", "pull-wake", "--pattern", f"{name}-p/*", "--wake-stream", wakes]
+    options += ["--lease-ttl-ms", "5000"]
+    created = run(env, "subscription", "create", sub, *options, "--description", "cli test")
+    assert created.returncode == 0, created.stderr
+    shown = json.loads(created.stdout)
+    assert (shown["id"], shown["type"], shown["lease_ttl_ms"]) == (sub, "pull-wake", 5000)
+    again = run(env, "subscription", "create", sub, *options, "--description", "cli test")
+    assert again.returncode == 0  # the same configuration
+    other = run(env, "subscription", "create", sub, *options[:-2])  # another lease ttl
+    assert other.returncode == 3  # exists with another configuration
+    assert b"SUBSCRIPTION_ALREADY_EXISTS" in other.stderr
+
+    assert run(env, "subscription", "link", sub, f"{name}-a").returncode == 0
+    got = json.loads(run(env, "subscription", "get", sub).stdout)
+    assert [stream["path"] for stream in got["streams"]] == [f"{name}-a"]
+    assert run(env, "subscription", "unlink", sub, f"{name}-a").returncode == 0
+    assert json.loads(run(env, "subscription", "get", sub).stdout)["streams"] == []
+
+    assert run(env, "subscription", "delete", sub).returncode == 0
+    missing = run(env, "subscription", "get", sub)
+    assert missing.returncode == 2
+    assert b"SUBSCRIPTION_NOT_FOUND" in missing.stderr
+    bad = run(env, "subscription", "create", sub, "--type", "webhook", "--webhook-url", "ftp://x")
+    assert bad.returncode in (1, 6), bad.stderr  # refused locally or by the server, one line
+    assert len(bad.stderr.splitlines()) == 1

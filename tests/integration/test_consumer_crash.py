@@ -75,12 +75,14 @@ def run_worker(url: str, mode: str, state: Path, backend: str, kill_after: int |
         worker.stdout.close()
 
 
-def crash_until_done(url: str, mode: str, state: Path, backend: str, seed: int) -> int:
-    """20 killed runs (half of them early: a few hundred items into a response of
+def crash_until_done(
+    url: str, mode: str, state: Path, backend: str, seed: int, kills: int = KILLS
+) -> int:
+    """``kills`` (20) killed runs (half of them early: a few hundred items into a response of
     thousands), then runs until one finishes. Returns the number of runs."""
     rng = random.Random(seed)
     runs = 0
-    for kill in range(KILLS):
+    for kill in range(kills):
         # At least WINDOW items before a kill, so a run commits something.
         early = WINDOW // PROGRESS_EVERY + 1
         kill_after = early + rng.randint(0, 2) if kill % 2 == 0 else rng.randint(early, 60)
@@ -143,3 +145,17 @@ def test_exactly_once_survives_20_kills(server: ReferenceServer, tmp_path: Path)
         low, high = db.execute("SELECT min(n), max(n) FROM effects").fetchone()
     db.close()
     assert (total, distinct, low, high) == (ITEMS, ITEMS, 0, ITEMS - 1)
+
+
+@pytest.mark.slow
+def test_the_sync_consumer_is_exactly_once_through_6_kills(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    url = server.stream_url("crash-sync-exactly-once")
+    fill(url)
+    runs = crash_until_done(url, "sync-exactly-once", tmp_path, "-", seed=3, kills=6)
+    assert runs > 6
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        total, distinct = db.execute("SELECT count(*), count(DISTINCT n) FROM effects").fetchone()
+    db.close()
+    assert (total, distinct) == (ITEMS, ITEMS)

@@ -3,7 +3,8 @@
 ``examples/quickstart.py`` resumes a live read with no gap and no duplicate;
 ``examples/event_producer.py`` stores every event it produced, stops cleanly, and
 is safe to restart on the same stream; ``examples/resumable_worker.py`` bills
-each order once across runs.
+each order once across runs; two ``examples/wake_worker.py`` services share one
+subscription and index every chat message once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sqlite3
+import uuid
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -126,3 +129,58 @@ async def test_the_resumable_worker_bills_each_order_once(
     db.close()
     assert [order_id for (order_id,) in rows] == list(range(260))
     assert "done: billed 10 orders this run" in capsys.readouterr().out
+
+
+@pytest.mark.subscriptions
+async def test_two_wake_workers_index_every_message_once(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = load_example("wake_worker")
+    root = f"{server_url}/v1/stream"
+    prefix = f"example-{uuid.uuid4().hex[:8]}"
+    texts = {f"{prefix}/chats/{chat}": [f"hello {chat} {n}" for n in range(5)] for chat in "abc"}
+    expected = sum(len(messages) for messages in texts.values())
+    stop, all_indexed, both_ready = anyio.Event(), anyio.Event(), anyio.Event()
+    index = example.WordIndex()  # shared by both workers, as a database would be
+    ready: list[bool] = []
+
+    def on_ready() -> None:
+        ready.append(True)
+        if len(ready) == 2:
+            both_ready.set()
+
+    def on_indexed() -> None:
+        if index.messages >= expected:
+            all_indexed.set()
+
+    options = {
+        "subscription_id": f"{prefix}-indexer",
+        "pattern": f"{prefix}/chats/*",
+        "wake_stream": f"{prefix}/wakes",
+        "lease_ttl_ms": 5000,
+        "stop": stop,
+        "index": index,
+        "on_ready": on_ready,
+        "on_indexed": on_indexed,
+    }
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(example.run_service, root, **options))
+            tg.start_soon(partial(example.run_service, root, **options))
+            await both_ready.wait()  # the subscription exists: new chats are linked
+            async with httpx.AsyncClient() as client:
+                for url_path, messages in texts.items():
+                    url = f"{root}/{url_path}"
+                    put = await client.put(url, headers={"content-type": "application/json"})
+                    assert put.status_code == 201
+                    for text in messages:
+                        posted = await client.post(url, json=[{"user": "ada", "text": text}])
+                        assert posted.status_code == 204
+            await all_indexed.wait()
+            stop.set()
+    assert index.messages == expected  # each once: no failure, so no message is seen again
+    assert "created" in capsys.readouterr().out
+    for url_path in texts:
+        chat = url_path.rsplit("/", 1)[1]
+        assert index.words[url_path]["hello"] == 5
+        assert index.words[url_path][chat] == 5

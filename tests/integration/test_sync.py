@@ -198,3 +198,32 @@ def test_ctrl_c_during_a_live_read_stops_it(stream_url: str) -> None:
             child.wait()
     assert child.returncode == 0, err
     assert out.splitlines() == ["interrupted finished", "head application/json"]
+
+
+EXIT_CHILD = textwrap.dedent(
+    """
+    import sys
+    from durable_streams.sync import IdempotentProducer, StreamHandle
+
+    handle = StreamHandle(sys.argv[1])
+    handle.create(content_type="application/json")
+    # Started, fed, never flushed or closed: the interpreter exits with the
+    # messages still queued (a long linger keeps them there).
+    producer = IdempotentProducer(handle, "exit-flush", linger_ms=60_000)
+    producer.start()
+    for n in range(1000):
+        producer.append({"n": n})
+    print("queued", producer.pending, flush=True)
+    """
+)
+
+
+def test_a_producer_left_open_is_flushed_at_interpreter_exit(stream_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_CHILD, stream_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    queued = int(done.stdout.split()[1])
+    assert queued > 0  # the exit flush, not the producer's own timing, sent them
+    with StreamHandle(stream_url) as handle:
+        assert [item["n"] for item in handle.stream().json()] == list(range(1000))

@@ -22,6 +22,9 @@ const server = new DurableStreamTestServer({
   host: "127.0.0.1",
   port: option("--port", 0),
   longPollTimeout: option("--long-poll-timeout", 30000),
+  // Webhook subscriptions (§7) are off by default in the reference server; the
+  // subscription tests need them, and nothing else changes when they are on.
+  webhooks: true,
 });
 
 const url = await server.start();

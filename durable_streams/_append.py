@@ -65,6 +65,7 @@ async def post_append(
                 params=params,
                 content=body,
                 sent_stream_seq=seq is not None,
+                resend_count=backoff.attempts if backoff is not None else 0,
             )
             break
         except DurableStreamError as error:

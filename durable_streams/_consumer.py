@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -35,6 +36,7 @@ import anyio
 import pydantic
 
 from . import _protocol as p
+from . import _telemetry
 from ._checkpoints import CheckpointKey, CheckpointStore
 from ._errors import (
     BadRequestError,
@@ -48,13 +50,15 @@ from ._errors import (
 )
 from ._handle import StreamHandle
 from ._position import Position
-from ._redact import excerpt
+from ._redact import excerpt, redact_url
 from ._response import StreamResponse
 from ._types import LiveMode, OnError
 
 __all__ = ["CommitEvery", "Consumer", "FailureAction", "ItemFailure", "OnItemError"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("durable_streams")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,22 +287,31 @@ class Consumer:
         if self._entered:
             raise UsageError("this consumer is already open")
         self._entered = True
+        if _telemetry.OTEL is not None:  # reported by the caught_up gauge while it lives
+            _telemetry.OTEL.watch_consumer(self)
         stored = await self._store.load(self._key)
+        where = redact_url(self._handle.url)
         if stored is not None:
             self._committed = stored
             self._moved_to(stored)
+            logger.info("consumer %r: resuming %s at %s (saved)", self.name, where, stored)
             return
         if self._start.offset == p.OFFSET_NOW:
             # Resolved now and saved: a restart must not skip what arrives meanwhile.
             await self.seek(p.OFFSET_NOW)
         else:
             self._moved_to(self._start)
+        logger.info(
+            "consumer %r: starting %s at %s (no saved position)", self.name, where, self._done
+        )
 
     async def aclose(self) -> None:
         """End an iteration in progress and save what was handled (``async with`` calls it)."""
         if self._closed:
             return
         self._closed = True
+        if _telemetry.OTEL is not None:
+            _telemetry.OTEL.forget_consumer(self)
         iterator = self._iterator
         if iterator is not None:
             with anyio.CancelScope(shield=True):
@@ -570,10 +583,23 @@ class Consumer:
         self._caught_up = response.up_to_date
 
     async def _save(self, position: Position) -> None:
+        otel = _telemetry.OTEL
         if position == self._committed:
+            if otel is not None:
+                otel.handled(self.name, self._pending)
             self._pending = 0
             return
-        await self._store.save(self._key, position)
+        if otel is None:
+            await self._store.save(self._key, position)
+        else:
+            span, started = otel.start_commit(self.name, self._pending, position.offset)
+            try:
+                await self._store.save(self._key, position)
+            except BaseException as error:
+                otel.end_commit(span, started, self.name, error)
+                raise
+            otel.end_commit(span, started, self.name, None)
+            otel.handled(self.name, self._pending)
         self._committed = position
         self._pending = 0
         self._last_save = _clock()
@@ -588,6 +614,9 @@ class Consumer:
         if self._policy is not None and done != self._committed:
             with anyio.CancelScope(shield=True):
                 await self._save(done)
+        elif self._policy is None and _telemetry.OTEL is not None:
+            _telemetry.OTEL.handled(self.name, self._pending)  # saved by the application
+            self._pending = 0
 
     async def _read(self) -> StreamResponse:
         """Open a read at the consumer's position (rejections become PositionRejectedError)."""

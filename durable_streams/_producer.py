@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
+from . import _telemetry
 from ._accumulator import Accumulator, Waiter
 from ._codec import encode_item
 from ._errors import (
@@ -287,6 +288,8 @@ class IdempotentProducer:
         self._task_group = task_group
         self._set_state(_State.RUNNING)
         task_group.start_soon(self._sender.run, task_group)
+        if _telemetry.OTEL is not None:  # counted in the in-flight and buffered gauges
+            _telemetry.OTEL.watch_producer(self)
 
     async def detach(self) -> None:
         """Flush, then stop without closing the stream.
@@ -379,6 +382,8 @@ class IdempotentProducer:
             )
 
     async def _leave_task_group(self) -> None:
+        if _telemetry.OTEL is not None:
+            _telemetry.OTEL.forget_producer(self)
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
             self._stop_sender()

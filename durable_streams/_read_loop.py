@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import logging
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
+from . import _telemetry
 from ._errors import (
     BadRequestError,
     DurableStreamError,
@@ -161,6 +163,8 @@ def normalize_offset(offset: str | int) -> str:
 
 
 _LIVE_MODES = (p.LIVE_LONG_POLL, p.LIVE_SSE, "auto")
+
+logger = logging.getLogger("durable_streams")
 
 
 class ReadLoop:
@@ -396,7 +400,9 @@ class ReadLoop:
         operation = f"read ({mode})"
         self._sent_at = anyio.current_time()
         with self._interruptible():
-            response = await self.transport.send(request, operation=operation, stream=True)
+            response = await self.transport.send(
+                request, operation=operation, stream=True, resend_count=self._backoff.attempts
+            )
         status = response.status_code
         ok = status in (200, 204, 304) if mode != p.LIVE_SSE else status == 200
         if not ok:
@@ -405,14 +411,14 @@ class ReadLoop:
             if self.live == "auto" and mode == p.LIVE_SSE and _refuses_sse(error):
                 # A server (or proxy) without SSE support: long-poll, which reports any
                 # genuine problem with the request itself.
-                self._fallback = True
+                self._fall_back(f"the server refused SSE ({status})")
                 return await self._open_once()
             raise error
         if mode == p.LIVE_SSE and not is_event_stream(response):
             await release(response)
             if self.live == "auto":
                 # Something between us and the server does not do SSE: long-poll instead.
-                self._fallback = True
+                self._fall_back("the SSE response was not text/event-stream")
                 return await self._open_once()
             raise ParseError(
                 f"read (sse) expected text/event-stream, got "
@@ -502,10 +508,23 @@ class ReadLoop:
         ):
             self._early_sse += 1
             if self._early_sse >= EARLY_SSE_LIMIT:
-                self._fallback = True  # long-poll from now on, at once
+                # Long-poll from now on, at once.
+                self._fall_back(f"{EARLY_SSE_LIMIT} SSE connections in a row ended early")
+                self._reconnected()
                 return
         with self._interruptible():
             await self._backoff.sleep_before_retry(error, f"read {self._where}")
+        self._reconnected()
+
+    def _fall_back(self, why: str) -> None:
+        """Auto mode gives up on SSE for this session: long-poll from now on."""
+        self._fallback = True
+        logger.info("read %s: falling back from SSE to long-poll: %s", self._where, why)
+
+    def _reconnected(self) -> None:
+        """A live session opens its read again (after a failure or an ended connection)."""
+        if self._live_started and _telemetry.OTEL is not None:
+            _telemetry.OTEL.reconnected(self.mode)
 
     # -- units -----------------------------------------------------------------------------------
 
@@ -710,6 +729,7 @@ class ReadLoop:
         if not early:
             self._early_sse = 0
             self._backoff.reset()
+            self._reconnected()
             return  # reconnect at once
         # Ended at once: back off like after an error (auto mode counts these to fall back).
         raise NetworkError(

@@ -27,6 +27,7 @@ from ._errors import (
     TransportError,
     invalid_options,
 )
+from ._telemetry import RESEND_COUNT
 
 __all__ = ["Backoff", "RetryPolicy", "is_retryable", "sleep"]
 
@@ -171,6 +172,8 @@ class Backoff:
         """Sleep before the next attempt, or re-raise ``error`` if the policy gives up."""
         delay = self.next_delay(error)
         if delay is None:
+            if is_retryable(error):  # the policy's limits ran out (an operator wants to know)
+                logger.info("giving up on %s after %d attempts: %s", what, self.attempts + 1, error)
             raise error
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -200,7 +203,14 @@ async def call_with_retry(
     started_at = time.monotonic()
     while True:
         try:
-            return await operation()
+            if backoff is None:
+                return await operation()
+            # A resend: its trace span says which (http.request.resend_count).
+            resending = RESEND_COUNT.set(backoff.attempts)
+            try:
+                return await operation()
+            finally:
+                RESEND_COUNT.reset(resending)
         except DurableStreamError as error:
             if not retryable(error):
                 raise

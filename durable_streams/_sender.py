@@ -68,7 +68,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
-from . import _retry
+from . import _retry, _telemetry
 from ._accumulator import Accumulator, ProducerBatch
 from ._errors import (
     BadRequestError,
@@ -138,6 +138,15 @@ def _json_error(item: bytes) -> str | None:
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
         return str(exc)
     return None
+
+
+def _outcome(batch: ProducerBatch) -> str:
+    """How a delivery ended, for its span: stored, duplicate, failed or requeued."""
+    if batch.error is not None:
+        return "failed"
+    if batch.response is not None:
+        return "duplicate" if batch.response.status_code == 204 else "stored"
+    return "requeued"  # handed back to be sent in a new epoch (a new span then)
 
 
 def when_body_written(written: anyio.Event) -> Callable[[str, object], Awaitable[None]]:
@@ -402,6 +411,8 @@ class Sender:
             )
             self._epoch = new_epoch
             self._epoch_changes += 1
+            if _telemetry.OTEL is not None:
+                _telemetry.OTEL.epoch_changes.add(1)
             self._next_seq = 0
             self._epoch_confirmed = False
         self._last_written = None  # nothing is in flight: the new epoch's seq 0 goes at once
@@ -434,6 +445,8 @@ class Sender:
                 self._clean_acks = 0
         self._acked_batches += 1
         self._acked_messages += batch.item_count
+        if _telemetry.OTEL is not None:
+            _telemetry.OTEL.acked(batch.item_count, batch.counted_bytes, duplicate)
         if duplicate:
             self._duplicate_batches += 1
             self._duplicate_messages += batch.item_count
@@ -454,6 +467,8 @@ class Sender:
     async def _fail(self, batch: ProducerBatch, error: DurableStreamError) -> None:
         self._failed_batches += 1
         self._failed_messages += batch.item_count
+        if _telemetry.OTEL is not None:
+            _telemetry.OTEL.failed_messages.add(batch.item_count)
         await self._report(self._acc.fail(batch, error))
 
     async def _report(self, failure: BatchFailure) -> None:
@@ -501,20 +516,38 @@ class Sender:
 
     async def _deliver(self, batch: ProducerBatch) -> None:
         """Send ``batch`` until it is acknowledged, fails, or is handed back for renumbering."""
+        otel = _telemetry.OTEL
+        traced = None
+        if otel is not None:  # the batch's span is the parent of its HTTP attempts
+            traced = otel.start_batch(
+                self.producer_id,
+                batch.epoch,
+                batch.seq,
+                batch.item_count,
+                batch.counted_bytes,
+                batch.close,
+            )
+        delivered = False
         try:
             await self._deliver_attempts(batch)
+            delivered = True
         finally:
             if batch.written is not None:  # never leave the next batch waiting
                 batch.written.set()
             self._in_flight.discard(batch.seq)
             self.notify()
+            if otel is not None and traced is not None:
+                outcome = _outcome(batch) if delivered else "cancelled"
+                otel.end_batch(*traced, outcome, batch.error)
 
     async def _deliver_attempts(self, batch: ProducerBatch) -> None:
         backoff: _retry.Backoff | None = None
         gap_seen = False
+        attempts = 0
         while True:
             try:
-                response = await self._post(batch)
+                attempts += 1
+                response = await self._post(batch, attempts - 1)
             except ProducerSequenceGapError as error:
                 impossible = self._impossible_gap(batch, error)
                 if impossible is not None:
@@ -602,6 +635,15 @@ class Sender:
                 if is_retryable(error):
                     backoff = backoff or self._retry.backoff()
                     delay = backoff.next_delay(error)
+                    if delay is None:
+                        logger.info(
+                            "producer %r: giving up on seq %d of epoch %d after %d attempts: %s",
+                            self.producer_id,
+                            batch.seq,
+                            batch.epoch,
+                            attempts,
+                            error,
+                        )
                 if delay is None:
                     # Later batches of this epoch cannot land after the hole: renumber them.
                     self._epoch_change = True
@@ -610,6 +652,8 @@ class Sender:
                     return
                 batch.maybe_stored = True
                 self._retries += 1
+                if _telemetry.OTEL is not None:
+                    _telemetry.OTEL.producer_retries.add(1)
                 logger.debug(
                     "producer %r: retrying seq %d in %.3fs: %s",
                     self.producer_id,
@@ -675,8 +719,12 @@ class Sender:
         ``stored``: the batch itself was stored (and acknowledged); only later ones fail.
         """
         self._identity_conflicts += 1
-        logger.warning("producer %r: identity conflict: %s", self.producer_id, what)
         if cause is None and not stored and self._may_take_over():
+            logger.info(
+                "producer %r: identity conflict, claiming a fresh epoch: %s",
+                self.producer_id,
+                what,
+            )
             await self._pause_before_takeover()
             self._takeovers += 1
             self._requeue(batch, "claimed after an identity conflict")
@@ -687,6 +735,7 @@ class Sender:
             advice = "this producer had already written, so a newer writer took over"
         else:
             advice = "pass auto_claim=True to take a fresh epoch when this happens at startup"
+        logger.warning("producer %r: identity conflict: %s", self.producer_id, what)
         error = ProducerIdentityError(
             f"producer {self.producer_id!r} {what}. One producer id must have one live "
             f"writer: give concurrent writers distinct ids, and start each new process "
@@ -740,8 +789,11 @@ class Sender:
         batch.maybe_stored = False  # a 400 means this tuple stored nothing
         return bool(batch.items)
 
-    async def _post(self, batch: ProducerBatch) -> httpx.Response:
-        """One attempt; a first attempt writes its body after the previous batch's (seq order)."""
+    async def _post(self, batch: ProducerBatch, resend_count: int) -> httpx.Response:
+        """One attempt; a first attempt writes its body after the previous batch's (seq order).
+
+        ``resend_count``: earlier attempts of this batch under this tuple (for tracing).
+        """
         protocol = {
             p.PRODUCER_ID: self.producer_id,
             p.PRODUCER_EPOCH: str(batch.epoch),
@@ -766,7 +818,9 @@ class Sender:
         if after is not None:
             await after.wait()
         try:
-            response = await self._transport.send(request, operation=operation)
+            response = await self._transport.send(
+                request, operation=operation, resend_count=resend_count
+            )
         finally:
             if written is not None:  # the attempt ended: whatever follows may go
                 written.set()

@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
+from . import _telemetry
 from ._errors import (
     DurableStreamError,
     InvalidArgumentError,
@@ -262,6 +263,7 @@ class Transport:
         self.retry = retry if retry is not None else RetryPolicy()
         self.owns_client = client is None
         self.client = client if client is not None else new_client(self.timeout)
+        _telemetry.load()  # OpenTelemetry, if installed: imported once, here, not per request
 
     def _set_url(self, url: str, parsed: httpx.URL) -> None:
         parts = urlsplit(url)
@@ -325,12 +327,18 @@ class Transport:
             raise error_for_exception(exc, operation=method, url=self.url) from None
 
     async def send(
-        self, request: httpx.Request, *, operation: str, stream: bool = False
+        self,
+        request: httpx.Request,
+        *,
+        operation: str,
+        stream: bool = False,
+        resend_count: int = 0,
     ) -> httpx.Response:
         """Send ``request``; transport failures become typed errors, statuses are not checked.
 
         With ``stream=False`` the body is read, keeping at most the first
         ``MAX_BUFFERED_BODY`` bytes; use ``stream=True`` for reads of stream data.
+        ``resend_count``: earlier attempts of this request (for its trace span).
         """
         if self.client.is_closed:
             raise UsageError(
@@ -340,6 +348,13 @@ class Transport:
             )
         deadline = header_deadline(request)
         failure: DurableStreamError | None = None
+        otel = _telemetry.OTEL
+        # One span per attempt when OpenTelemetry is installed; else one `is None` check.
+        attempt = (
+            otel.start_request(request, resend_count or _telemetry.RESEND_COUNT.get())
+            if otel is not None
+            else None
+        )
         try:
             # httpx's and httpcore's log lines for this request are redacted.
             sending = SENDING.set(True)
@@ -364,6 +379,10 @@ class Transport:
                     url=request.url,
                 )
             if stream:
+                if attempt is not None:  # a streamed body is read later: its declared size
+                    attempt.end(
+                        response, body_size=p.header_int(response.headers, "content-length")
+                    )
                 return response
             try:
                 body = await _read_capped(response, MAX_BUFFERED_BODY, operation)
@@ -377,10 +396,18 @@ class Transport:
             )
         except httpx.HTTPError as exc:
             failure = error_for_exception(exc, operation=operation, url=request.url)
+        except BaseException as error:
+            if attempt is not None:
+                attempt.end(error=error)
+            raise
         if failure is not None:
+            if attempt is not None:
+                attempt.end(error=failure)
             # Raised outside the except block: the httpx exception (scrubbed) is the
             # cause, and no unscrubbed exception hangs on as __context__.
             raise failure
+        if attempt is not None:
+            attempt.end(response, body_size=response.num_bytes_downloaded)
         # A hostile server cannot make a write-path response use unbounded memory: these
         # responses carry no data, and error bodies are only excerpted. The capped body
         # becomes the content of an equivalent, fully read response.
@@ -404,8 +431,12 @@ class Transport:
         params: ParamsArg = None,
         content: bytes | None = None,
         sent_stream_seq: bool = False,
+        resend_count: int = 0,
     ) -> httpx.Response:
-        """Build, send and check one request (no retry); the body is read."""
+        """Build, send and check one request (no retry); the body is read.
+
+        ``resend_count``: earlier attempts of this request (for its trace span).
+        """
         request = await self.build(
             method,
             protocol_headers=protocol_headers,
@@ -414,7 +445,7 @@ class Transport:
             params=params,
             content=content,
         )
-        response = await self.send(request, operation=operation)
+        response = await self.send(request, operation=operation, resend_count=resend_count)
         if response.status_code not in ok:
             raise error_for_response(
                 response,

@@ -245,16 +245,16 @@ def test_a_group_filling_the_batch_is_cut_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("group", "limits"),
+    ("group", "max_bytes", "max_items"),
     [
-        ([b"12345", b"678901"], {"max_batch_bytes": 10}),  # 11 bytes
-        ([b"1", b"2", b"3"], {"max_batch_items": 2}),
+        ([b"12345", b"678901"], 10, sys.maxsize),  # 11 bytes
+        ([b"1", b"2", b"3"], 1000, 2),
     ],
 )
 def test_a_group_no_batch_can_hold_is_refused_and_nothing_is_added(
-    group: list[bytes], limits: dict[str, int]
+    group: list[bytes], max_bytes: int, max_items: int
 ) -> None:
-    acc, _ = make(**limits)
+    acc, _ = make(max_batch_bytes=max_bytes, max_batch_items=max_items)
     acc.add(b"x")
     with pytest.raises(InvalidArgumentError, match="one batch"):
         acc.add_group(group)

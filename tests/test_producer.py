@@ -643,7 +643,7 @@ async def test_a_bad_group_queues_nothing(server: Server, handle: StreamHandle) 
         with pytest.raises(InvalidArgumentError, match="one batch"):
             producer.append_many([{"pad": "x" * 60}, {"pad": "y" * 60}])
         with pytest.raises(InvalidArgumentError, match="iterable"):
-            producer.append_many("abc")  # type: ignore[arg-type]
+            producer.append_many("abc")  # a str is one item, not a group
         with pytest.raises(EmptyAppendError):
             producer.append_many([])
         assert producer.pending == 1

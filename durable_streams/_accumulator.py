@@ -31,7 +31,13 @@ import anyio
 import httpx
 
 from ._codec import join_items
-from ._errors import BatchFailure, DurableStreamError, EmptyAppendError, ProducerBufferFullError
+from ._errors import (
+    BatchFailure,
+    DurableStreamError,
+    EmptyAppendError,
+    InvalidArgumentError,
+    ProducerBufferFullError,
+)
 from ._models import ProducerAck
 
 __all__ = ["Accumulator", "ProducerBatch", "Waiter"]
@@ -271,6 +277,47 @@ class Accumulator:
             self.cut()
         else:
             if count == 1:
+                self._notify()  # the sender starts the linger timer
+            self._refresh_fast_limit()
+
+    def add_group(self, items: list[bytes]) -> None:
+        """Add encoded items that must travel in one batch (all stored, or none).
+
+        The open batch is cut first if the group would not fit in it; a group no
+        batch can hold (more than ``max_batch_bytes`` or ``max_batch_items``) is an
+        :class:`InvalidArgumentError`, and one the buffer has no room for a
+        :class:`ProducerBufferFullError`: nothing is added then.
+        """
+        if not items:
+            raise EmptyAppendError("cannot append an empty group")
+        if not all(items):
+            raise EmptyAppendError("cannot append empty data (an item of the group is empty)")
+        cost = sum(len(item) for item in items) + self.separator * len(items)
+        if self._overhead + cost > self.max_batch_bytes or len(items) > self.max_batch_items:
+            raise InvalidArgumentError(
+                f"a group of {len(items)} items ({cost} bytes) cannot travel in one batch "
+                f"(max_batch_bytes={self.max_batch_bytes}, max_batch_items="
+                f"{self.max_batch_items}): raise the limits or split the group",
+                field="items",
+            )
+        if self._queued_bytes + self.open_bytes + cost > self.max_buffered_bytes:
+            raise ProducerBufferFullError(
+                f"producer buffer is full ({self.buffered_bytes} of "
+                f"{self.max_buffered_bytes} bytes pending, the group needs {cost}): await "
+                "send_many() or wait_for_capacity() to wait for room"
+            )
+        if self.items and (
+            self.open_bytes + cost > self.max_batch_bytes
+            or len(self.items) + len(items) > self.max_batch_items
+        ):
+            self.cut()
+        was_empty = not self.items
+        self.items.extend(items)
+        self.open_bytes += cost
+        if self.open_bytes >= self.max_batch_bytes or len(self.items) >= self.max_batch_items:
+            self.cut()
+        else:
+            if was_empty:
                 self._notify()  # the sender starts the linger timer
             self._refresh_fast_limit()
 

@@ -18,6 +18,7 @@ __all__ = [
     "encode_item",
     "join_items",
     "json_array",
+    "json_error",
     "loads_json",
     "loads_json_array",
 ]
@@ -135,6 +136,27 @@ def _has_non_finite(data: bytes) -> bool:
     except ValueError:
         return True
     return False
+
+
+def json_error(item: bytes) -> str | None:
+    """Why ``item`` is not one JSON value a server would accept (None if it is).
+
+    Example::
+
+        json_error(b'{"a": 1}')   # None
+        json_error(b"{")          # "Expecting property name enclosed in double quotes: ..."
+    """
+
+    def reject(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        json.loads(item.decode("utf-8"), parse_constant=reject)
+    except RecursionError:
+        return None  # too deep for Python, maybe not for the server: not provably bad
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        return str(exc)
+    return None
 
 
 def json_array(messages: Iterable[bytes]) -> bytes:

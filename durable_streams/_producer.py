@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import sys
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from anyio.abc import TaskGroup
 from . import _protocol as p
 from . import _telemetry
 from ._accumulator import Accumulator, Waiter
-from ._codec import encode_item
+from ._codec import encode_item, json_error
 from ._errors import (
     EmptyAppendError,
     InvalidArgumentError,
@@ -419,6 +420,74 @@ class IdempotentProducer:
             if acc.fatal is not None or self._state is not _State.RUNNING:
                 self._require_running()
             acc.add(item)
+
+    def append_many(self, items: Iterable[Any]) -> None:
+        """Queue items that must be stored together: one batch, one request; never waits.
+
+        The group is never split across batches, so the server stores all of it or
+        none (a State Protocol transaction, an event and its outbox record). On a
+        JSON stream pre-serialised items (``str``/``bytes``) are parsed here, so a bad
+        one fails the call instead of its group at the server. A group larger than
+        ``max_batch_bytes`` or ``max_batch_items`` is an
+        :class:`~durable_streams.InvalidArgumentError`.
+
+        Example::
+
+            tx = Transaction()
+            tx.insert(users, {"id": "u1", "name": "Ada"})
+            tx.update(rooms, {"id": "r1", "members": 2})
+            producer.append_many(tx.messages)
+        """
+        self._require_running()
+        self._accumulator.add_group(self._encode_group(items))
+
+    async def send_many(self, items: Iterable[Any]) -> ProducerAck:
+        """:meth:`append_many`, waiting for buffer room, then for the group's acknowledgement.
+
+        Returns the acknowledgement of the group's batch (``offset`` after its last item).
+
+        Example::
+
+            ack = await producer.send_many(tx.messages)
+        """
+        self._require_running()
+        acc = self._accumulator
+        group = self._encode_group(items)
+        await self.wait_for_capacity(sum(len(item) + acc.separator for item in group))
+        self._require_running()
+        acc.add_group(group)
+        done = anyio.Event()
+        waiter = Waiter(done.set)
+        acc.attach_waiter(waiter)
+        await done.wait()
+        if waiter.error is not None:
+            waiter.raised = True  # reported here: flush() need not list it again
+            raise waiter.error
+        assert waiter.ack is not None
+        return waiter.ack
+
+    def _encode_group(self, items: Iterable[Any]) -> list[bytes]:
+        if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(
+            items, Iterable
+        ):
+            raise InvalidArgumentError(
+                "append_many takes an iterable of items (a str or bytes is one item: use append)",
+                field="items",
+            )
+        json_mode = self._accumulator.json_mode
+        group = []
+        for index, item in enumerate(items):
+            data = encode_item(item, json_mode=json_mode)
+            if json_mode and isinstance(item, (str, bytes, bytearray, memoryview)):
+                reason = json_error(data)
+                if reason is not None:
+                    raise InvalidArgumentError(
+                        f"item {index} of the group is not valid JSON ({reason}); nothing "
+                        "of the group was queued",
+                        field="items",
+                    )
+            group.append(data)
+        return group
 
     async def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.

@@ -58,7 +58,6 @@ others are sent again under the same tuple (a 400 proves nothing was stored).
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -70,6 +69,7 @@ from anyio.abc import TaskGroup
 from . import _protocol as p
 from . import _retry, _telemetry
 from ._accumulator import Accumulator, ProducerBatch
+from ._codec import json_error
 from ._errors import (
     BadRequestError,
     BatchFailure,
@@ -123,21 +123,6 @@ def next_auto_epoch() -> int:
     global _last_auto_epoch
     _last_auto_epoch = max(time.time_ns() // 1_000_000, _last_auto_epoch + 1)
     return min(_last_auto_epoch, p.MAX_SAFE_INTEGER)
-
-
-def _json_error(item: bytes) -> str | None:
-    """Why ``item`` is not one JSON value the server would accept (None if it is)."""
-
-    def reject(constant: str) -> object:
-        raise ValueError(f"{constant} is not JSON")
-
-    try:
-        json.loads(item.decode("utf-8"), parse_constant=reject)
-    except RecursionError:
-        return None  # too deep for Python, maybe not for the server: not provably bad
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
-        return str(exc)
-    return None
 
 
 def _outcome(batch: ProducerBatch) -> str:
@@ -758,7 +743,7 @@ class Sender:
         """
         if not batch.json_mode or not batch.items:
             return False
-        reasons = {n: why for n, item in enumerate(batch.items) if (why := _json_error(item))}
+        reasons = {n: why for n, item in enumerate(batch.items) if (why := json_error(item))}
         if not reasons:
             return False  # the server refused the batch for another reason
         errors: dict[int, DurableStreamError] = {}

@@ -15,6 +15,7 @@ import pytest
 from durable_streams import (
     BadRequestError,
     EmptyAppendError,
+    InvalidArgumentError,
     ProducerAck,
     ProducerBufferFullError,
     ProducerClosedError,
@@ -212,3 +213,64 @@ def test_requeued_batches_go_first_in_append_order() -> None:
     close = acc.enqueue_close(None)
     assert (close.close, close.item_count) == (True, 0)
     assert acc.pending == 4  # a close request is not an item
+
+
+# -- groups: items that must travel in one batch ---------------------------------------------
+
+
+def test_a_group_that_does_not_fit_the_open_batch_starts_the_next_one_whole() -> None:
+    acc, _ = make(max_batch_bytes=20, json_mode=True)
+    acc.add(b"1111111")  # open: [1111111] = 9 bytes
+    acc.add_group([b"22", b"33", b"44444444"])  # 3 + 3 + 9 = 15 more: 24 > 20
+    acc.add(b"5")
+    acc.cut()
+    assert [batch.body for batch in drain(acc)] == [b"[1111111]", b"[22,33,44444444,5]"]
+
+
+def test_items_after_a_group_never_split_it() -> None:
+    acc, _ = make(max_batch_bytes=10)
+    acc.add_group([b"aaa", b"bbb"])
+    for item in (b"c", b"dddd"):  # 6 + 1 = 7; + 4 = 11 > 10: "dddd" starts a batch
+        acc.add(item)
+    acc.cut()
+    assert [batch.items for batch in drain(acc)] == [[b"aaa", b"bbb", b"c"], [b"dddd"]]
+
+
+def test_a_group_filling_the_batch_is_cut_at_once() -> None:
+    acc, notify = make(max_batch_bytes=10, max_batch_items=3)
+    acc.add_group([b"a", b"b", b"c"])
+    [batch] = drain(acc)
+    assert batch.items == [b"a", b"b", b"c"]
+    assert notify.calls >= 1
+
+
+@pytest.mark.parametrize(
+    ("group", "max_bytes", "max_items"),
+    [
+        ([b"12345", b"678901"], 10, sys.maxsize),  # 11 bytes
+        ([b"1", b"2", b"3"], 1000, 2),
+    ],
+)
+def test_a_group_no_batch_can_hold_is_refused_and_nothing_is_added(
+    group: list[bytes], max_bytes: int, max_items: int
+) -> None:
+    acc, _ = make(max_batch_bytes=max_bytes, max_batch_items=max_items)
+    acc.add(b"x")
+    with pytest.raises(InvalidArgumentError, match="one batch"):
+        acc.add_group(group)
+    assert acc.items == [b"x"]
+    assert acc.pending == 1
+
+
+def test_a_group_the_buffer_cannot_take_is_refused_whole() -> None:
+    acc, _ = make(max_batch_bytes=100, max_buffered_bytes=10)
+    acc.add(b"1234")
+    with pytest.raises(ProducerBufferFullError):
+        acc.add_group([b"abc", b"defg"])  # 4 + 7 > 10
+    acc.add_group([b"abc", b"de"])  # 4 + 5 <= 10
+    assert acc.items == [b"1234", b"abc", b"de"]
+    with pytest.raises(EmptyAppendError):
+        acc.add_group([])
+    with pytest.raises(EmptyAppendError):
+        acc.add_group([b"a", b""])
+    assert acc.items == [b"1234", b"abc", b"de"]

@@ -3,6 +3,7 @@ the answers to 403/409/4xx (respx; no server, no real sleeping)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -609,3 +610,55 @@ async def test_start_twice_is_an_error(server: Server, handle: StreamHandle) -> 
     async with IdempotentProducer(handle, "p") as producer:
         with pytest.raises(ProducerError, match="already started"):
             await producer.start()
+
+
+# -- groups: append_many / send_many ------------------------------------------------------------
+
+
+async def test_a_group_travels_in_one_request_even_across_the_batch_limit(
+    server: Server, handle: StreamHandle
+) -> None:
+    async with IdempotentProducer(
+        handle, "p", epoch=1, max_batch_bytes=50, linger_ms=0
+    ) as producer:
+        producer.append({"n": 0})  # [{"n":0}] is 9 bytes; the group needs 45 more
+        ack = await producer.send_many([{"tx": 1, "i": i} for i in range(3)])
+        producer.append_many(['{"tx":2,"i":0}', b'{"tx":2,"i":1}'])
+        await producer.flush()
+    bodies = [json.loads(request.content) for request in server.requests]
+    assert bodies == [
+        [{"n": 0}],
+        [{"tx": 1, "i": 0}, {"tx": 1, "i": 1}, {"tx": 1, "i": 2}],
+        [{"tx": 2, "i": 0}, {"tx": 2, "i": 1}],
+    ]
+    assert ack.seq == 1
+    assert producer.stats.stored_messages == 6
+
+
+async def test_a_bad_group_queues_nothing(server: Server, handle: StreamHandle) -> None:
+    async with IdempotentProducer(handle, "p", epoch=1, max_batch_bytes=100) as producer:
+        producer.append({"n": 0})
+        with pytest.raises(InvalidArgumentError, match="item 1 of the group is not valid JSON"):
+            producer.append_many([{"ok": 1}, "{not json", {"ok": 3}])
+        with pytest.raises(InvalidArgumentError, match="NaN"):
+            producer.append_many(["NaN"])
+        with pytest.raises(InvalidArgumentError, match="one batch"):
+            producer.append_many([{"pad": "x" * 60}, {"pad": "y" * 60}])
+        with pytest.raises(InvalidArgumentError, match="iterable"):
+            producer.append_many("abc")  # a str is one item, not a group
+        with pytest.raises(EmptyAppendError):
+            producer.append_many([])
+        assert producer.pending == 1
+    assert [json.loads(request.content) for request in server.requests] == [[{"n": 0}]]
+
+
+async def test_a_retried_group_is_resent_whole_under_its_tuple(
+    server: Server, handle: StreamHandle, slept: list[float]
+) -> None:
+    server.script = [status(503), status(503)]
+    async with IdempotentProducer(handle, "p", epoch=1, max_batch_bytes=100) as producer:
+        await producer.send_many([{"i": i} for i in range(4)])
+    assert server.tuples() == [(1, 0)] * 3
+    assert {request.content for request in server.requests} == {
+        b'[{"i":0},{"i":1},{"i":2},{"i":3}]'
+    }

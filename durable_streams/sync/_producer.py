@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -132,6 +133,24 @@ class IdempotentProducer:
         """
         run_sync(self._producer.append, item)
 
+    def append_many(self, items: Iterable[Any]) -> None:
+        """Queue items stored together: one batch, never split (a State Protocol transaction).
+
+        Example::
+
+            producer.append_many(tx.messages)
+        """
+        run_sync(self._producer.append_many, _materialized(items))
+
+    def send_many(self, items: Iterable[Any]) -> ProducerAck:
+        """:meth:`append_many`, waiting for room, then for the group's acknowledgement.
+
+        Example::
+
+            print(producer.send_many(tx.messages).offset)
+        """
+        return call(self._producer.send_many, _materialized(items))
+
     def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.
 
@@ -192,3 +211,11 @@ class IdempotentProducer:
 
     def __repr__(self) -> str:
         return f"sync.{self._producer!r}"
+
+
+def _materialized(items: Iterable[Any]) -> Any:
+    """A group's items as a list, taken on the calling thread (a str or bytes is passed
+    on whole, for the async producer to refuse as it does)."""
+    if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(items, Iterable):
+        return items
+    return list(items)

@@ -159,3 +159,41 @@ async def _produce(
         assert producer.stats.identity_conflicts == 0
         stats = producer.stats
         assert stats.stored_messages + stats.duplicate_messages == MESSAGES
+
+
+async def test_groups_stay_whole_and_exactly_once_through_faults(
+    stream_url: str, faults: ReferenceServer
+) -> None:
+    """Transactions written with append_many under 5xx and dropped connections: each is
+    stored once, its messages side by side (one batch each), singles interleaved."""
+    rng = random.Random(11)
+    policy = RetryPolicy(initial_delay=0.001, max_delay=0.02, max_attempts=None, max_elapsed=60)
+    expected: list[dict[str, int]] = []
+    async with StreamHandle(stream_url) as handle:
+        await handle.create(content_type="application/json")
+        faults.inject_fault(handle.url, method="POST", probability=0.3, count=10**6, status=503)
+        async with IdempotentProducer(
+            handle, "groups", max_batch_bytes=400, max_in_flight=4, retry=policy
+        ) as producer:
+            with anyio.fail_after(60):
+                for tx in range(300):
+                    if tx == 150:
+                        faults.inject_fault(
+                            handle.url,
+                            method="POST",
+                            probability=0.3,
+                            count=10**6,
+                            dropConnection=True,
+                        )
+                    group = [{"tx": tx, "i": i} for i in range(rng.randint(1, 12))]
+                    producer.append_many(group)
+                    single = {"tx": -1, "i": tx}
+                    producer.append(single)
+                    expected.extend([*group, single])
+                    if tx % 20 == 19:
+                        await producer.flush()
+                await producer.flush()
+        faults.clear_faults()
+        assert producer.stats.retries > 0
+    stored = await read_all_json(stream_url)
+    assert stored == expected  # each once, in order: every group contiguous

@@ -261,6 +261,8 @@ class JsonArraySplitter:
             self._opened = True
             self._item_start = _item_start(buffer)
         items, used = self._cut(buffer)
+        if items and used > self._max_item and _has_item_over(buffer[:used], self._max_item):
+            raise ValueError(f"an item is larger than max_message_bytes={self._max_item}")
         if items:
             self._cut_before = True
             del buffer[:used]
@@ -283,13 +285,24 @@ class JsonArraySplitter:
         """The body ended: return the remaining items (``[]`` for an empty body)."""
         buffer = self._take()
         if not self._opened:
-            return loads_json_array(bytes(buffer))
+            items = loads_json_array(bytes(buffer))
+            if len(buffer) > self._max_item:
+                self._check_sizes(buffer.strip(_WHITESPACE)[1:])
+            return items
+        if len(buffer) > self._max_item:
+            self._check_sizes(buffer)
         buffer[:0] = b"["
         items = loads_json(buffer)
         if self._cut_before and not items:
             raise ValueError("a trailing comma before ]")
         assert isinstance(items, list)  # "[" + text parses as an array or not at all
         return items
+
+    def _check_sizes(self, rest: bytes | bytearray) -> None:
+        """``rest``: the items of a whole array, then its ``]`` (already parsed as JSON)."""
+        body = rest.rstrip(_WHITESPACE)
+        if body.endswith(b"]") and _has_item_over(body[:-1], self._max_item):
+            raise ValueError(f"an item is larger than max_message_bytes={self._max_item}")
 
     def _cut(self, buffer: bytearray) -> tuple[list[Any], int]:
         """The complete items at the start of ``buffer`` and the bytes they (and a comma) use."""
@@ -324,6 +337,32 @@ def _item_start(buffer: bytes | bytearray) -> bytes:
         if colon > 0:
             return bytes(b"," + head[: colon + 2])
     return bytes(b"," + head[:1])
+
+
+def _has_item_over(region: bytes | bytearray, limit: int) -> bool:
+    """Whether an item of ``region`` (complete, comma-separated array items) is over ``limit``
+    bytes. The bulk parse does not see item boundaries: only regions larger than the limit
+    are scanned, so with the default limit this never runs."""
+    try:
+        text = bytes(region).decode("utf-8")
+    except UnicodeDecodeError:
+        return False  # not JSON at all: the parse reports it
+    end = len(text)
+    position = 0
+    while position < end:
+        while position < end and text[position] in " \t\r\n,":
+            position += 1
+        if position >= end:
+            return False
+        try:
+            _, after = _decoder.raw_decode(text, position)
+        except (ValueError, RecursionError):
+            return False  # the parse reports it
+        span = after - position  # characters: each is 1 to 4 bytes
+        if span > limit or (span * 4 > limit and len(text[position:after].encode()) > limit):
+            return True
+        position = after
+    return False
 
 
 def _scan_items(buffer: bytes | bytearray) -> tuple[list[Any], int]:

@@ -192,6 +192,39 @@ def test_an_item_over_the_limit_is_refused_before_the_body_ends() -> None:
     assert fed <= 2 * (1000 + 64)  # the buffer is checked each time it doubles
 
 
+def split_whole(body: bytes, *, step: int, max_item_bytes: int) -> list[Any]:
+    """All items of ``body`` fed in one chunk."""
+    splitter = JsonArraySplitter(step=step, max_item_bytes=max_item_bytes)
+    return splitter.feed(body) + splitter.close()
+
+
+@pytest.mark.parametrize("step", [8, 64, 1 << 20])
+@pytest.mark.parametrize(
+    ("item", "over"),
+    [
+        ('"' + "x" * 98 + '"', False),  # exactly 100 bytes
+        ('"' + "x" * 99 + '"', True),
+        ('"' + "é" * 49 + '"', False),  # 49 characters, 100 bytes
+        ('"' + "é" * 50 + '"', True),  # 52 characters, 102 bytes
+        ('{"a": [' + ", ".join(["1"] * 40) + "]}", True),
+    ],
+)
+def test_a_complete_item_over_the_limit_is_refused_wherever_it_is(
+    item: str, over: bool, step: int
+) -> None:
+    """Whole items arriving in one chunk, first, middle or last, small or large bodies."""
+    for position in range(3):
+        items = ["1", '"small"', "[2, 3]"]
+        items.insert(position, item)
+        body = ("[" + ", ".join(items) + "]").encode()
+        if over:
+            with pytest.raises(ValueError, match="larger than max_message_bytes=100"):
+                split_whole(body, step=step, max_item_bytes=100)
+        else:
+            early, rest = split(body, [len(body) // 2], step)
+            assert early + rest == json.loads(body)
+
+
 @given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b","]), max_size=80))
 def test_nesting_depth_is_the_same_whatever_the_window(parts: list[bytes]) -> None:
     # Windows bound the copies; escapes, strings and brackets may straddle them.

@@ -63,6 +63,7 @@ class _Handover:
         self._reply: anyio.Event | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
+        self._stopped = False  # stop() ended it: the iteration is over, not failed
         self._future = get_portal().start_task_soon(self._run, work)
 
     async def _run(self, work: Callable[[_Handover], Awaitable[None]]) -> None:
@@ -70,7 +71,8 @@ class _Handover:
         try:
             await work(self)
         except anyio.get_cancelled_exc_class():
-            error = UsageError("the consumer was cancelled (the sync event loop is stopping)")
+            if not self._stopped:  # not by stop(): the loop itself is going away
+                error = UsageError("the consumer was cancelled (the sync event loop is stopping)")
             raise
         except BaseException as exc:
             error = exc
@@ -92,6 +94,8 @@ class _Handover:
             raise error
 
     def take(self) -> tuple[Any] | _End:
+        if self._stopped:
+            return _End(None)
         with self._cond:
             while self._item is None and self._end is None:
                 if not self._cond.wait(remaining()) and self._item is None and self._end is None:
@@ -110,6 +114,7 @@ class _Handover:
 
     def stop(self) -> None:
         """Cancel the task if it still runs (the consumer then saves what completed)."""
+        self._stopped = True
         if not self._done.is_set():
             stop_cancelled(self._future, self._done)
 

@@ -59,6 +59,7 @@ class _Loop:
         self.lock = threading.Lock()
         self.portal: BlockingPortal | None = None
         self.token: anyio.lowlevel.EventLoopToken | None = None
+        self.thread: int | None = None  # the loop thread's ident
         self.manager: AbstractContextManager[BlockingPortal] | None = None
         self.stopped = False
         self.producers: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -75,6 +76,7 @@ class _Loop:
                 manager = start_blocking_portal("asyncio", name="durable-streams-sync")
                 portal = manager.__enter__()
                 self.token = portal.call(anyio.lowlevel.current_token)
+                self.thread = portal.call(threading.get_ident)
                 self.portal, self.manager = portal, manager
             return self.portal
 
@@ -235,8 +237,12 @@ class _Call:
 
 
 def stop_cancelled(future: concurrent.futures.Future[Any], done: threading.Event) -> None:
-    """Cancel a portal task whose caller stopped waiting, and wait (bounded) until it ended."""
-    if future.cancel():
+    """Cancel a portal task whose caller stopped waiting, and wait (bounded) until it ended.
+
+    On the loop thread itself (a suspended sync iterator closed by the garbage
+    collector there) the task cannot end while we wait: it is only cancelled.
+    """
+    if future.cancel() and threading.get_ident() != _loop.thread:
         done.wait(STOP_TIMEOUT)
 
 

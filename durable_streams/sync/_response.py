@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -79,6 +79,7 @@ class _Pump(Generic[T]):
         self._space: anyio.Event | None = None  # set while the pump waits for room
         self._portal = get_portal()
         self._done = threading.Event()
+        self._stopped = False  # stop() ended it: the iteration is over, not failed
         self._future = self._portal.start_task_soon(self._run)
 
     async def _run(self) -> None:
@@ -95,9 +96,10 @@ class _Pump(Generic[T]):
                 if space is not None:
                     await space.wait()
         except anyio.get_cancelled_exc_class():
-            # stop() or the loop stopping at exit: a consumer still waiting must not
-            # take this for the end of the stream.
-            error = UsageError("the read was cancelled (the sync event loop is stopping)")
+            # The loop stopping at exit: a consumer still waiting must not take this for
+            # the end of the stream. (After stop() the iteration is simply over.)
+            if not self._stopped:
+                error = UsageError("the read was cancelled (the sync event loop is stopping)")
             raise
         except BaseException as exc:
             error = exc
@@ -108,12 +110,17 @@ class _Pump(Generic[T]):
                 with anyio.CancelScope(shield=True):
                     await aclose()
             with self._cond:
-                self._end = _End(error, self._snapshot() if error is None else None)
+                # After stop() the source was cut short: its state is ahead of what
+                # the consumer received, so it must not become the response's.
+                ended = error is None and not self._stopped
+                self._end = _End(error, self._snapshot() if ended else None)
                 self._cond.notify()
             self._done.set()
 
     def next(self) -> tuple[T, _Handed] | _End:
         """The next item and the state after it, or the end (waits; honours deadlines)."""
+        if self._stopped:  # closed: what was read ahead is not handed out
+            return _End(None, None)
         wake = None
         with self._cond:
             while not self._buffer and self._end is None:
@@ -131,6 +138,7 @@ class _Pump(Generic[T]):
 
     def stop(self) -> None:
         """Cancel the pump (if still running) and wait until its source is closed."""
+        self._stopped = True
         if not self._done.is_set():
             stop_cancelled(self._future, self._done)
 
@@ -247,10 +255,10 @@ class StreamResponse:
 
     # -- consumption -----------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Generator[Batch, None, None]:
         return self._drain(self._res.__aiter__(), BATCH_READ_AHEAD)
 
-    def iter_bytes(self) -> Iterator[bytes]:
+    def iter_bytes(self) -> Generator[bytes, None, None]:
         """The stream's bytes as they arrive, without buffering whole responses.
 
         Example::
@@ -260,7 +268,7 @@ class StreamResponse:
         """
         return self._drain(self._res.iter_bytes(), ITEM_READ_AHEAD)
 
-    def iter_text(self) -> Iterator[str]:
+    def iter_text(self) -> Generator[str, None, None]:
         """The stream's text as it arrives (UTF-8).
 
         Example::
@@ -271,11 +279,11 @@ class StreamResponse:
         return self._drain(self._res.iter_text(), ITEM_READ_AHEAD)
 
     @overload
-    def iter_json(self, model: None = None) -> Iterator[Any]: ...
+    def iter_json(self, model: None = None) -> Generator[Any, None, None]: ...
     @overload
-    def iter_json(self, model: type[T] | pydantic.TypeAdapter[T]) -> Iterator[T]: ...
+    def iter_json(self, model: type[T] | pydantic.TypeAdapter[T]) -> Generator[T, None, None]: ...
 
-    def iter_json(self, model: Any = None) -> Iterator[Any]:
+    def iter_json(self, model: Any = None) -> Generator[Any, None, None]:
         """The items of a JSON stream one by one, validated by ``model`` if given.
 
         Example::
@@ -312,7 +320,7 @@ class StreamResponse:
         """
         return call(self._res.json)
 
-    def _drain(self, source: AsyncIterator[T], limit: int) -> Iterator[T]:
+    def _drain(self, source: AsyncIterator[T], limit: int) -> Generator[T, None, None]:
         """A generator over ``source`` (already claimed); the pump starts on its first item."""
         pump: _Pump[T] = _Pump(source, lambda: _snapshot(self._res), limit)
         self._pump = pump

@@ -189,3 +189,24 @@ async def test_repeated_read_at_the_tail_is_revalidated(stream_url: str) -> None
             eof = await handle.stream(offset=final)
             assert [b.closed async for b in eof] == [True]
     assert statuses == [200, 304, 200, 200]
+
+
+async def test_a_whole_item_over_max_message_bytes_is_refused_in_every_json_read(
+    stream_url: str,
+) -> None:
+    limits = durable_streams.ReadLimits(max_message_bytes=1_000)
+    async with StreamHandle(stream_url, limits=limits) as handle:
+        await handle.create(content_type="application/json")
+        await handle.append_many([{"n": 1}, {"text": "x" * 10_000}, {"n": 3}])
+        async with handle.stream() as res:
+            with pytest.raises(durable_streams.ParseError, match="max_message_bytes=1000"):
+                await res.json()
+        async with handle.stream() as res:
+            with pytest.raises(durable_streams.ParseError, match="max_message_bytes=1000"):
+                [item async for item in res.iter_json()]
+        async with handle.stream() as res:
+            with pytest.raises(durable_streams.ParseError, match="max_message_bytes=1000"):
+                [batch async for batch in res]
+        roomy = durable_streams.ReadLimits(max_message_bytes=20_000)
+        async with handle.stream(limits=roomy) as res:
+            assert len([item async for item in res.iter_json()]) == 3

@@ -26,6 +26,7 @@ from durable_streams import (
     UsageError,
 )
 from durable_streams.sync import Consumer, StreamHandle, fail_after
+from durable_streams.sync._portal import run_sync
 from durable_streams.testing import InMemoryServer
 
 JSON = "application/json"
@@ -188,3 +189,29 @@ def test_misuse_is_a_usage_error(handle: StreamHandle, ds_server: InMemoryServer
         assert [item["n"] for item in c.iter_json()] == list(range(10))  # 0 was not handled
     with pytest.raises(UsageError):
         Consumer(handle.async_handle, name="c", checkpoints=store)  # type: ignore[arg-type]
+
+
+def test_closing_a_suspended_iteration_ends_it_quietly(handle: StreamHandle) -> None:
+    store = MemoryCheckpoints()
+    with consumer(handle, store) as c:
+        items = c.iter_json()
+        assert next(items)["n"] == 0
+        assert next(items)["n"] == 1  # 0 handled; 1 in its body
+        c.close()  # e.g. from a signal handler or a finally elsewhere
+        assert next(items, None) is None  # over, not an error
+    assert resume_at(handle, store) == 1
+
+
+def test_a_generator_closed_on_the_loop_thread_does_not_block_the_loop(
+    handle: StreamHandle,
+) -> None:
+    """The garbage collector may finalize a suspended iterator on the loop thread."""
+    store = MemoryCheckpoints()
+    with consumer(handle, store) as c:
+        items = c.iter_json()
+        assert next(items)["n"] == 0
+        closer = threading.Thread(target=run_sync, args=(items.close,))
+        closer.start()
+        closer.join(timeout=5)  # a bound on a hang (STOP_TIMEOUT is 10 s), not a speed check
+        assert not closer.is_alive()
+        assert handle.head().content_type == JSON  # the loop still serves calls

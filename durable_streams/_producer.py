@@ -456,15 +456,7 @@ class IdempotentProducer:
         await self.wait_for_capacity(sum(len(item) + acc.separator for item in group))
         self._require_running()
         acc.add_group(group)
-        done = anyio.Event()
-        waiter = Waiter(done.set)
-        acc.attach_waiter(waiter)
-        await done.wait()
-        if waiter.error is not None:
-            waiter.raised = True  # reported here: flush() need not list it again
-            raise waiter.error
-        assert waiter.ack is not None
-        return waiter.ack
+        return await self._acknowledgement()
 
     def _encode_group(self, items: Iterable[Any]) -> list[bytes]:
         if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(
@@ -507,9 +499,13 @@ class IdempotentProducer:
             raise EmptyAppendError("cannot append empty data")
         await self.wait_for_capacity(len(data) + acc.separator)
         self.append(data)
+        return await self._acknowledgement()
+
+    async def _acknowledgement(self) -> ProducerAck:
+        """Wait for the batch holding the item appended last; its ack, or its error."""
         done = anyio.Event()
         waiter = Waiter(done.set)
-        acc.attach_waiter(waiter)
+        self._accumulator.attach_waiter(waiter)
         await done.wait()
         if waiter.error is not None:
             waiter.raised = True  # reported here: flush() need not list it again

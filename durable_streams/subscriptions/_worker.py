@@ -20,9 +20,11 @@ is normal and quiet. A claimed wake is processed like this:
   ``Stream-Next-Offset`` of what the handler finished). A wake that acked nothing
   while the server still has work for it (a stream that cannot be read) is paced
   like a failure, never claimed again at once;
-- a stream that is gone (404/410: deleted, or expired, which the server does not
-  unlink) is acked up to the claim's ``tail_offset`` with a warning: its data
-  cannot be read any more, and the subscription would otherwise wait on it forever;
+- a stream whose acked offset answers 410 (data no longer retained) is read from
+  the oldest data retained; a stream that is gone (404, or 410 from its start:
+  deleted, or expired, which the server does not unlink) is acked up to the claim's
+  ``tail_offset`` with a warning: its data cannot be read any more, and the
+  subscription would otherwise wait on it forever;
 - the server refuses a whole ack for one bad stream: when an ack names a stream the
   subscription no longer links (deleted meanwhile), that stream's ack is dropped and
   the ack retried once;
@@ -86,6 +88,9 @@ _clock = time.monotonic
 _sleep = anyio.sleep
 _pause = anyio.sleep
 
+#: The offset before the first item (the protocol's ``-1``).
+OFFSET_START = "-1"
+
 #: Longest pause before claiming a subscription again after its handler failed.
 MAX_FAILURE_PAUSE = 30.0
 FIRST_FAILURE_PAUSE = 0.5
@@ -147,11 +152,12 @@ class _WakeProgress:
         self.dropped.update(paths)
 
     def acks(self) -> list[StreamAck]:
-        """Acks for every stream that moved since the claim."""
+        """Acks for every stream that moved since the claim (never to ``-1``: a stream
+        read again from its start has nothing to ack until a response is handled)."""
         return [
             StreamAck(stream=path, offset=offset)
             for path, offset in self.reached.items()
-            if offset != self.start[path] and path not in self.dropped
+            if offset not in (self.start[path], OFFSET_START) and path not in self.dropped
         ]
 
 
@@ -547,29 +553,46 @@ class WakeWorker:
             commit_every=CommitEvery(items=1, seconds=None),
             on_error=self._on_error,
         )
-        try:
-            async with consumer:
+        async with consumer:
+            try:
                 await consumer.run(handle_item, model=self._model)
-        except PositionRejectedError as error:
-            if error.reason.status in (404, 410):
-                # Deleted (the server unlinks it: the ack is dropped) or expired (the
-                # server keeps it linked, and pending for ever unless acked).
+                return
+            except PositionRejectedError as error:
+                rejected: PositionRejectedError = error
+            if rejected.reason.status == 410 and stream.acked_offset != OFFSET_START:
+                # The data at the acked offset is no longer retained (or the stream was
+                # soft-deleted): what is still retained is read, from its start.
                 logger.warning(
-                    "stream %s of subscription %s is gone (%s): its data cannot be read any "
-                    "more; acking it up to the wake's tail %s",
+                    "stream %s of subscription %s no longer has the data at its acked offset "
+                    "(410): reading from the oldest data retained",
                     stream.path,
                     claim.subscription_id,
-                    error.reason.status,
-                    stream.tail_offset,
                 )
-                progress.skip_to(stream.path, stream.tail_offset)
-            else:  # a position the server refuses (400): never skip data for that
-                logger.warning(
-                    "stream %s of subscription %s cannot be read (not acked): %s",
-                    stream.path,
-                    claim.subscription_id,
-                    error,
-                )
+                await consumer.seek(OFFSET_START)
+                try:
+                    await consumer.run(handle_item, model=self._model)
+                    return
+                except PositionRejectedError as again:
+                    rejected = again
+        if rejected.reason.status in (404, 410):
+            # Deleted (the server unlinks it: the ack is dropped) or expired (the
+            # server keeps it linked, and pending for ever unless acked).
+            logger.warning(
+                "stream %s of subscription %s is gone (%s): its data cannot be read any "
+                "more; acking it up to the wake's tail %s",
+                stream.path,
+                claim.subscription_id,
+                rejected.reason.status,
+                stream.tail_offset,
+            )
+            progress.skip_to(stream.path, stream.tail_offset)
+        else:  # a position the server refuses (400): never skip data for that
+            logger.warning(
+                "stream %s of subscription %s cannot be read (not acked): %s",
+                stream.path,
+                claim.subscription_id,
+                rejected,
+            )
 
     async def _heartbeats(
         self, claim: Claim, progress: _WakeProgress, interval: float, claimed_at: float

@@ -55,6 +55,9 @@ class Control:
     linked: list[str] = field(default_factory=list)  # the streams GET reports as linked
     acked_offset: str = "-1"  # where a claimed stream was acked up to
     hold_done: anyio.Event | None = None  # set: done acks wait for it (after done_sent)
+    # Streams answered 410: "history" for reads from the claimed acked offset (its data
+    # is no longer retained), "stream" for every read (soft-deleted).
+    gone: dict[str, str] = field(default_factory=dict)
     done_sent: anyio.Event = field(default_factory=anyio.Event)
     on_claim: Callable[[str], httpx.Response | None] = lambda sid: None
     on_ack: Callable[[Call], httpx.Response | None] = lambda call: None
@@ -131,6 +134,10 @@ class FakeTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if not path.startswith(CONTROL):
+            kind = self.control.gone.get(path.removeprefix(f"{ROOT_PATH}/"))
+            offset = request.url.params.get("offset")
+            if kind == "stream" or (kind == "history" and offset == self.control.acked_offset):
+                return httpx.Response(410, text="gone")
             return await self.streams.handle_async_request(request)
         sid, _, action = path[len(CONTROL) :].partition("/")
         body = json.loads(await request.aread() or b"{}")
@@ -655,3 +662,31 @@ async def test_a_truncated_claim_answer_logs_no_piece_of_the_token(
                 await env.control.changed.wait()
     pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
     assert not [piece for piece in pieces if piece in caplog.text]
+
+
+@pytest.mark.parametrize("gone", ["history", "stream"])
+async def test_a_410_reads_what_is_still_retained_or_acks_the_tail(
+    env: Env, caplog: pytest.LogCaptureFixture, gone: str
+) -> None:
+    offsets = await env.stream("chats/1", [{"n": 1}, {"n": 2}, {"n": 3}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.acked_offset = offsets[0]  # item 1 was acked; its data is no longer kept
+    env.control.gone["chats/1"] = gone
+    handled: list[Any] = []
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: handled.append(item["n"])):
+            await env.control.wait_for(
+                lambda: any(c.body.get("done") for c in env.control.of("ack"))
+            )
+    [done] = [call.body["acks"] for call in env.control.of("ack") if call.body["done"]]
+    assert "no longer has the data at its acked offset (410)" in caplog.text
+    if gone == "history":
+        # Read again from the oldest data retained (here: all of it), never skipped.
+        assert handled == [1, 2, 3]
+        assert done == [{"stream": "chats/1", "offset": offsets[2]}]
+    else:
+        assert handled == []
+        assert done == [{"stream": "chats/1", "offset": "9" * 16}]
+        assert "chats/1 of subscription sub is gone (410)" in caplog.text
+    assert all(ack["offset"] != "-1" for call in env.control.of("ack") for ack in call.body["acks"])

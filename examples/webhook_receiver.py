@@ -59,10 +59,12 @@ async def on_wake(wake: WebhookNotification) -> WakeReply:
                 process(stream.path, order)
         acks.append(StreamAck(stream=stream.path, offset=response.offset))
     await wake.ack(subs, acks)  # done=True: the next wake starts after what was read
-    return WakeReply.CALLBACK  # acked through the callback: the reply must not ack again
+    return WakeReply.CALLBACK  # already acked: the receiver acks nothing more
 
 
-receiver = WebhookReceiver(on_wake, subscription_id=SUBSCRIPTION_ID, keys=keys)
+# DONE (or None) would make the receiver ack the wake's tail_offsets itself; this
+# handler acks exactly what it read instead (possibly past those tails).
+receiver = WebhookReceiver(on_wake, subscriptions=subs, subscription_id=SUBSCRIPTION_ID, keys=keys)
 
 
 @asynccontextmanager

@@ -488,21 +488,34 @@ def _parse(
 ) -> M:
     """Validate a response body with ``model``; anything malformed is a ParseError.
 
-    The message names the fields that failed, never their values (a claim carries a token).
+    The message never quotes the body, only its size and type, and names the fields
+    that failed, never their values: a claim (and possibly an ack or a callback
+    answer) carries a token, and a truncated body can cut a token anywhere, where
+    no scrubbing could be trusted to find it. The errors are raised outside the
+    ``except`` blocks, so no exception chain leads back to the body either.
     """
     url = str(response.request.url) if response.request is not None else None
     try:
         document = loads_json(response.content)
     except ValueError:
+        document = _NOT_JSON
+    if document is _NOT_JSON:
+        kind = response.headers.get("content-type", "no content type").partition(";")[0]
         raise ParseError(
-            f"{operation}: the server's answer is not JSON: {excerpt(response.text, 120)}",
+            f"{operation}: the server's answer is not JSON "
+            f"({len(response.content)} bytes, {excerpt(kind, 60)})",
             url=url,
             status=response.status_code,
-        ) from None
+        )
     if not isinstance(document, dict):
-        raise ParseError(f"{operation}: the server's answer is not a JSON object", url=url)
+        raise ParseError(
+            f"{operation}: the server's answer is not a JSON object",
+            url=url,
+            status=response.status_code,
+        )
     if extra:
         document = {**document, **extra}
+    problems = ""
     try:
         return model.model_validate(document)
     except pydantic.ValidationError as exc:
@@ -510,8 +523,12 @@ def _parse(
             f"{'.'.join(str(part) for part in error['loc']) or '(document)'}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)[:5]
         )
-        raise ParseError(
-            f"{operation}: unexpected answer from the server ({problems})",
-            url=url,
-            status=response.status_code,
-        ) from None
+    raise ParseError(
+        f"{operation}: unexpected answer from the server ({problems})",
+        url=url,
+        status=response.status_code,
+    )
+
+
+#: Marks a body that did not parse (``None`` is the JSON ``null``).
+_NOT_JSON = object()

@@ -6,7 +6,9 @@ cache keeps them for the response's ``Cache-Control: max-age`` and refetches onc
 when a webhook names a key it does not know (a key rotation). Every fetch, whatever
 caused it, waits at least ``min_refetch_interval`` after the one before, so forged
 requests naming random kids cannot make the receiver hammer the server; concurrent
-verifications share one fetch.
+verifications share one fetch. When a refetch after ``max-age`` fails, the keys of the
+last good document keep verifying (with a warning) for up to ``max_stale`` (a day),
+so a short outage of the JWKS route does not refuse every webhook.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -40,12 +43,16 @@ if TYPE_CHECKING:  # cryptography comes with the [webhooks] extra: imported when
 
 __all__ = ["JwksCache", "decode_base64url", "signature_holds"]
 
+logger = logging.getLogger("durable_streams.subscriptions")
+
 #: Without ``max-age``, keys are kept this long (the reference server sends 300).
 DEFAULT_MAX_AGE = 300.0
 #: A longer ``max-age`` is cut to this, so a retired key does not live on for days.
 MAX_MAX_AGE = 3600.0
 #: The least time between two fetches (and so the shortest cache life).
 MIN_REFETCH_INTERVAL = 30.0
+#: How long after the last good fetch its keys still verify while refetches fail.
+MAX_STALE = 24 * 3600.0
 #: A JWKS document is a few hundred bytes; anything past this is refused.
 MAX_JWKS_BYTES = 64 * 1024
 #: Keys read from one document at most.
@@ -108,7 +115,10 @@ class JwksCache:
     :class:`~durable_streams.WebhookVerificationError` with reason ``"unknown_key"``.
     A failed fetch raises the SDK's typed error (``NetworkError``, ``StatusError``,
     ``ParseError`` for a bad document), and until ``min_refetch_interval`` has passed
-    the same error is raised again without asking the server.
+    the same error is raised again without asking the server. Except for a known
+    ``kid`` whose keys have only expired: while refetching fails, the keys of the last
+    good fetch are used (logged at WARNING, once per failed fetch) for up to
+    ``max_stale`` seconds after that fetch (a day by default; 0 turns this off).
 
     TLS certificates are verified; pass ``client`` to use your own
     ``httpx.AsyncClient`` (it is not closed here). Build it anywhere (module level
@@ -126,6 +136,7 @@ class JwksCache:
         default_max_age: float = DEFAULT_MAX_AGE,
         max_max_age: float = MAX_MAX_AGE,
         min_refetch_interval: float = MIN_REFETCH_INTERVAL,
+        max_stale: float = MAX_STALE,
         max_bytes: int = MAX_JWKS_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -140,6 +151,8 @@ class JwksCache:
                 "need 0 <= min_refetch_interval <= default_max_age <= max_max_age",
                 field="min_refetch_interval",
             )
+        if not 0 <= max_stale < float("inf"):
+            raise InvalidArgumentError("max_stale must be >= 0 seconds", field="max_stale")
         if max_bytes <= 0:
             raise InvalidArgumentError("max_bytes must be positive", field="max_bytes")
         _ed25519_public_key()  # without the [webhooks] extra, say so now, not at the first wake
@@ -148,10 +161,13 @@ class JwksCache:
         self._default_max_age = default_max_age
         self._max_max_age = max_max_age
         self._min_interval = min_refetch_interval
+        self._max_stale = max_stale
         self._max_bytes = max_bytes
         self._clock = clock
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._expires_at = float("-inf")
+        self._fetched_at = float("-inf")  # the last good fetch
+        self._stale_warned = -1  # the failed fetch (by count) already warned about
         self._last_attempt: float | None = None
         self._last_error: DurableStreamError | None = None
         self._fetches = 0  # fetches ended: tells a waiter whether one ended meanwhile
@@ -171,7 +187,13 @@ class JwksCache:
         """The public key named ``kid``: from the cache, or after (at most) one fetch."""
         fetched = False
         if self._clock() >= self._expires_at:
-            await self._refresh()
+            try:
+                await self._refresh()
+            except DurableStreamError as exc:
+                stale = self._stale_key(kid, exc)
+                if stale is None:
+                    raise
+                return stale
             fetched = True
         key = self._keys.get(kid)
         if key is None and not fetched and self._may_fetch():
@@ -181,6 +203,24 @@ class JwksCache:
             raise WebhookVerificationError(
                 f"webhook signed with an unknown key (kid {kid!r} is not in {self.url})",
                 reason="unknown_key",
+            )
+        return key
+
+    def _stale_key(self, kid: str, failure: DurableStreamError) -> Ed25519PublicKey | None:
+        """The expired key ``kid`` while refetching fails, within ``max_stale``; else None."""
+        key = self._keys.get(kid)
+        age = self._clock() - self._fetched_at
+        if key is None or age > self._max_stale:
+            return None
+        if self._stale_warned != self._fetches:
+            self._stale_warned = self._fetches
+            logger.warning(
+                "cannot refresh the webhook signing keys from %s (%s): using the keys "
+                "fetched %.0f s ago (for up to %.0f s)",
+                self.url,
+                failure,
+                age,
+                self._max_stale,
             )
         return key
 
@@ -216,7 +256,8 @@ class JwksCache:
                 self._last_attempt = previous
                 raise
             self._keys, self._last_error = keys, None
-            self._expires_at = self._clock() + max_age
+            self._fetched_at = self._clock()
+            self._expires_at = self._fetched_at + max_age
             self._fetches += 1
 
     async def _fetch(self) -> tuple[dict[str, Ed25519PublicKey], float]:

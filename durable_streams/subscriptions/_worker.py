@@ -10,11 +10,24 @@ is normal and quiet. A claimed wake is processed like this:
   store is the wake's progress: the consumer's read loop, commit-after-handle and
   ``on_error`` policy are the worker's, nothing is read twice over;
 - a heartbeat task acks the progress (an ack without ``done``) every
-  ``lease_ttl / 3``, so the lease holds while the handler runs and a killed worker
-  loses at most what it did since the last heartbeat (the next worker reads it again:
-  at-least-once);
+  ``lease_ttl / 3``, so the lease holds while the handler runs. Progress is acked at
+  response boundaries only: the protocol gives an offset per server response, not
+  per item, and a catch-up read of the reference server answers with the whole
+  backlog in one response. A killed worker's wake is done again by the next worker
+  from the last acked boundary: up to one server response per stream, possibly the
+  whole wake (at-least-once; handlers must be idempotent);
 - at the end, one ``done`` ack with the offsets reached (inclusive, the
-  ``Stream-Next-Offset`` of what the handler finished);
+  ``Stream-Next-Offset`` of what the handler finished). A wake that acked nothing
+  while the server still has work for it (a stream that cannot be read) is paced
+  like a failure, never claimed again at once;
+- a stream whose acked offset answers 410 (data no longer retained) is read from
+  the oldest data retained; a stream that is gone (404, or 410 from its start:
+  deleted, or expired, which the server does not unlink) is acked up to the claim's
+  ``tail_offset`` with a warning: its data cannot be read any more, and the
+  subscription would otherwise wait on it forever;
+- the server refuses a whole ack for one bad stream: when an ack names a stream the
+  subscription no longer links (deleted meanwhile), that stream's ack is dropped and
+  the ack retried once;
 - ``FENCED`` (or an expired/invalid token, or a heartbeat that cannot get through
   before the lease ends): the wake's processing is cancelled at once and nothing
   more is acked or released for it;
@@ -22,8 +35,8 @@ is normal and quiet. A claimed wake is processed like this:
   wake released (another worker retries from there), and this worker waits before it
   claims that subscription again (bounded exponential pause, so a poison item cannot
   spin the pool);
-- shutdown (cancellation): the progress is acked and the wake released, shielded and
-  bounded by ``shutdown_timeout``.
+- shutdown (cancellation, even during the done ack): the progress is acked and the
+  wake released, shielded and bounded by ``shutdown_timeout``.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import pydantic
 from anyio.abc import TaskGroup, TaskStatus
 
 from durable_streams import (
+    AckOffsetError,
     AlreadyClaimedError,
     CheckpointKey,
     CommitEvery,
@@ -62,15 +76,20 @@ from durable_streams import (
 )
 
 from ._client import SubscriptionClient
-from ._models import Claim, ClaimedStream, StreamAck, WakeEvent
+from ._models import AckResult, Claim, ClaimedStream, StreamAck, WakeEvent
 
 __all__ = ["WakeContext", "WakeHandler", "WakeWorker"]
 
 logger = logging.getLogger("durable_streams.subscriptions")
 
-# The heartbeats' clock and sleep, looked up through these names so tests can move time.
+# The heartbeats' clock and sleep, and the pause before claiming a subscription again,
+# looked up through these names so tests can move time.
 _clock = time.monotonic
 _sleep = anyio.sleep
+_pause = anyio.sleep
+
+#: The offset before the first item (the protocol's ``-1``).
+OFFSET_START = "-1"
 
 #: Longest pause before claiming a subscription again after its handler failed.
 MAX_FAILURE_PAUSE = 30.0
@@ -103,13 +122,15 @@ class _WakeProgress:
     """A checkpoint store for the consumers of one wake: what the handler completed.
 
     The consumer saves positions after handled items; the offset of a position is
-    what may be acked (a position part-way through a response acks that response's
-    start: its items are read again after a crash, never skipped).
+    what may be acked. A position part-way through a response acks that response's
+    start (the protocol has no offset inside a response): its items are read again
+    after a crash, never skipped.
     """
 
     def __init__(self, streams: Iterable[ClaimedStream]) -> None:
         self.start = {stream.path: stream.acked_offset for stream in streams}
         self.reached: dict[str, str] = {}
+        self.dropped: set[str] = set()  # streams the server no longer links: never acked
         self._paths: dict[CheckpointKey, str] = {}
 
     def watch(self, key: CheckpointKey, path: str) -> None:
@@ -122,12 +143,21 @@ class _WakeProgress:
     async def save(self, key: CheckpointKey, position: Position) -> None:
         self.reached[self._paths[key]] = position.offset
 
+    def skip_to(self, path: str, offset: str) -> None:
+        """Ack ``path`` up to ``offset`` without reading it (its data is gone)."""
+        self.reached[path] = offset
+
+    def drop(self, paths: Iterable[str]) -> None:
+        """Never ack ``paths`` again in this wake (the server no longer links them)."""
+        self.dropped.update(paths)
+
     def acks(self) -> list[StreamAck]:
-        """Acks for every stream that moved since the claim."""
+        """Acks for every stream that moved since the claim (never to ``-1``: a stream
+        read again from its start has nothing to ack until a response is handled)."""
         return [
             StreamAck(stream=path, offset=offset)
             for path, offset in self.reached.items()
-            if offset != self.start[path]
+            if offset not in (self.start[path], OFFSET_START) and path not in self.dropped
         ]
 
 
@@ -138,8 +168,11 @@ class WakeWorker:
     leases each subscription to one of them at a time, and the worker processes every
     stream of the wake from its acknowledged offset, calling ``handler(item,
     context)`` (sync or async) for each JSON item. An item is acked once its handler
-    returns (at-least-once: after a crash the items since the last heartbeat are seen
-    again, by whichever worker gets the wake next).
+    returns, at the next response boundary: heartbeats ack the offset of the last
+    server response whose items were all handled, since the protocol has no offset
+    inside a response. After a crash, whichever worker gets the wake next sees again
+    the items since that boundary: up to one server response per stream (a catch-up
+    read may answer with the whole backlog at once). Handlers must be idempotent.
 
     ``worker`` names this worker to the server (default: host, pid and a random
     suffix). ``max_concurrent_wakes`` bounds the wakes (one per subscription) in
@@ -348,22 +381,39 @@ class WakeWorker:
             self._changed = anyio.Event()
             for sid in sorted(self._wanted - self._active):
                 await self._slots.acquire()
-                claim = None
+                claimed = None
                 try:
                     self._wanted.discard(sid)
-                    claim = await self._claim(sid)
+                    claimed = await self._claim(sid)
                 finally:
-                    if claim is None:
+                    if claimed is None:
                         self._slots.release()
-                if claim is not None:
+                if claimed is not None:
                     self._active.add(sid)
-                    tg.start_soon(self._wake, claim)
+                    tg.start_soon(self._wake, *claimed)
 
-    async def _claim(self, sid: str) -> Claim | None:
+    async def _claim(self, sid: str) -> tuple[Claim, float] | None:
+        """The claim of ``sid`` and the time it was asked for (its lease runs from then)."""
+        sent = _clock()
         try:
+            # Retried like any control call: a request that never reached the server is
+            # worth sending again. One whose answer was lost cannot be recovered either
+            # way (its token was only in that answer); the retry then meets
+            # ALREADY_CLAIMED naming this worker, and the wake comes back with a new
+            # wake event once that lease expires.
             claim = await self._subs.claim(sid, worker=self._worker)
-        except AlreadyClaimedError as error:  # normal: another worker won the race
-            logger.debug("subscription %s is held by %s", sid, error.current_holder)
+        except AlreadyClaimedError as error:
+            if error.current_holder == self._worker:
+                logger.info(
+                    "subscription %s is held by this worker's name (%s, generation %s) under a "
+                    "claim whose answer was lost: its token never arrived, so the wake is "
+                    "processed again after that lease expires",
+                    sid,
+                    self._worker,
+                    error.generation,
+                )
+            else:  # normal: another worker won the race
+                logger.debug("subscription %s is held by %s", sid, error.current_holder)
             return None
         except NoPendingWorkError:  # normal: the work was done meanwhile
             return None
@@ -371,14 +421,14 @@ class WakeWorker:
             logger.warning("claiming subscription %s failed: %s", sid, error)
             return None
         logger.debug("claimed wake %s of subscription %s", claim.generation, sid)
-        return claim
+        return claim, sent
 
-    async def _wake(self, claim: Claim) -> None:
+    async def _wake(self, claim: Claim, claimed_at: float) -> None:
         sid = claim.subscription_id
         pause = 0.0
         try:
-            failed = await self._process(claim)
-            if failed:
+            paced = await self._process(claim, claimed_at)
+            if paced:
                 count = self._failures[sid] = self._failures.get(sid, 0) + 1
                 bound = min(MAX_FAILURE_PAUSE, FIRST_FAILURE_PAUSE * 2 ** (count - 1))
                 pause = bound * (0.5 + random.random() / 2)
@@ -389,18 +439,22 @@ class WakeWorker:
         try:
             if pause:
                 # Not claiming this subscription for a while (others may): the slot is free.
-                await anyio.sleep(pause)
+                await _pause(pause)
         finally:
             self._active.discard(sid)
             self._changed.set()  # events that came meanwhile are in _wanted
 
-    async def _process(self, claim: Claim) -> bool:
-        """One wake, from claim to done ack (or release); whether the handler failed."""
+    async def _process(self, claim: Claim, claimed_at: float) -> bool:
+        """One wake, from claim to done ack (or release); whether to pause before the
+        next claim of the subscription (the handler failed, or nothing could be acked
+        while the server keeps waking it)."""
         progress = _WakeProgress(claim.streams)
         lost = False
+        ended = False  # the done ack was answered: nothing to give back
         failure: BaseException | None = None
         lease = claim.lease_ttl_ms / 1000
         interval = min(self._heartbeat_interval or lease / 3, lease / 2)
+        result: AckResult | None = None
         try:
             with anyio.CancelScope() as wake_scope:
                 async with anyio.create_task_group() as tg:
@@ -408,7 +462,7 @@ class WakeWorker:
                     async def heartbeats() -> None:
                         nonlocal lost
                         try:
-                            await self._heartbeats(claim, progress, interval)
+                            await self._heartbeats(claim, progress, interval, claimed_at)
                         except _LostLease:
                             lost = True
                             wake_scope.cancel()  # stop the handler now: never ack again
@@ -420,9 +474,22 @@ class WakeWorker:
                     except Exception as error:
                         failure = error
                     tg.cancel_scope.cancel()
+            if not lost and failure is None:
+                try:
+                    result = await self._ack(claim, progress, done=True)
+                except DurableStreamError as error:
+                    # Not acked: the lease expires and the work is done again (at-least-once).
+                    logger.warning(
+                        "the done ack of wake %s of subscription %s failed: %s",
+                        claim.generation,
+                        claim.subscription_id,
+                        error,
+                    )
+                ended = True
         except BaseException:
-            # Cancelled (shutdown): give back what is held, unless it is no longer ours.
-            if not lost:
+            # Cancelled (shutdown), even during the done ack: give back what is held,
+            # unless it is no longer ours.
+            if not lost and not ended:
                 with anyio.move_on_after(self._shutdown_timeout, shield=True):
                     await self._give_back(claim, progress)
             raise
@@ -444,20 +511,22 @@ class WakeWorker:
             with anyio.move_on_after(self._shutdown_timeout, shield=True):
                 await self._give_back(claim, progress)
             return True
-        try:
-            result = await self._subs.ack(claim, progress.acks(), done=True)
-        except DurableStreamError as error:
-            # Not acked: the lease expires and the work is done again (at-least-once).
-            logger.warning(
-                "the done ack of wake %s of subscription %s failed: %s",
-                claim.generation,
-                claim.subscription_id,
-                error,
-            )
+        if result is None or not result.next_wake:
             return False
-        if result.next_wake:
-            self.kick(claim.subscription_id)
-        return False
+        if progress.acks():
+            self.kick(claim.subscription_id)  # more work came meanwhile: on with it
+            return False
+        # Woken again at once for work this wake could not ack (a stream that cannot be
+        # read): claiming again now would spin, so claim again after a pause, as after
+        # a failure.
+        self.kick(claim.subscription_id)
+        logger.warning(
+            "wake %s of subscription %s acknowledged nothing and the server still has work "
+            "for it: pausing before claiming it again",
+            claim.generation,
+            claim.subscription_id,
+        )
+        return True
 
     async def _drain(self, claim: Claim, stream: ClaimedStream, progress: _WakeProgress) -> None:
         """Hand the stream's items from its acked offset to the tail to the handler."""
@@ -484,30 +553,67 @@ class WakeWorker:
             commit_every=CommitEvery(items=1, seconds=None),
             on_error=self._on_error,
         )
-        try:
-            async with consumer:
+        async with consumer:
+            try:
                 await consumer.run(handle_item, model=self._model)
-        except PositionRejectedError as error:
-            # The stream was deleted (or expired): the server unlinks it; nothing to ack.
+                return
+            except PositionRejectedError as error:
+                rejected: PositionRejectedError = error
+            if rejected.reason.status == 410 and stream.acked_offset != OFFSET_START:
+                # The data at the acked offset is no longer retained (or the stream was
+                # soft-deleted): what is still retained is read, from its start.
+                logger.warning(
+                    "stream %s of subscription %s no longer has the data at its acked offset "
+                    "(410): reading from the oldest data retained",
+                    stream.path,
+                    claim.subscription_id,
+                )
+                await consumer.seek(OFFSET_START)
+                try:
+                    await consumer.run(handle_item, model=self._model)
+                    return
+                except PositionRejectedError as again:
+                    rejected = again
+        if rejected.reason.status in (404, 410):
+            # Deleted (the server unlinks it: the ack is dropped) or expired (the
+            # server keeps it linked, and pending for ever unless acked).
             logger.warning(
-                "stream %s of subscription %s cannot be read: %s",
+                "stream %s of subscription %s is gone (%s): its data cannot be read any "
+                "more; acking it up to the wake's tail %s",
                 stream.path,
                 claim.subscription_id,
-                error,
+                rejected.reason.status,
+                stream.tail_offset,
+            )
+            progress.skip_to(stream.path, stream.tail_offset)
+        else:  # a position the server refuses (400): never skip data for that
+            logger.warning(
+                "stream %s of subscription %s cannot be read (not acked): %s",
+                stream.path,
+                claim.subscription_id,
+                rejected,
             )
 
-    async def _heartbeats(self, claim: Claim, progress: _WakeProgress, interval: float) -> None:
+    async def _heartbeats(
+        self, claim: Claim, progress: _WakeProgress, interval: float, claimed_at: float
+    ) -> None:
         """Extend the lease with the progress so far until cancelled; raise _LostLease."""
         lease = claim.lease_ttl_ms / 1000
-        lease_ends = _clock() + lease
+        # The server starts (and renews) the lease when it handles the request, some
+        # time after it was sent: count from the sending, never from the answer.
+        lease_ends = claimed_at + lease
         while True:
             await _sleep(interval)
             # A heartbeat that cannot get through before the lease ends: the lease is
             # someone else's by then, so stop rather than process unprotected.
-            with anyio.move_on_after(max(0.0, lease_ends - _clock())):
+            remaining = lease_ends - _clock()
+            if remaining <= 0:
+                raise _LostLease
+            with anyio.move_on_after(remaining):
+                sent = _clock()
                 try:
-                    await self._subs.heartbeat(claim, progress.acks())
-                    lease_ends = _clock() + lease
+                    await self._ack(claim, progress, done=False)
+                    lease_ends = sent + lease
                     continue
                 except (FencedError, WakeTokenError, SubscriptionNotFoundError) as error:
                     raise _LostLease from error
@@ -520,13 +626,46 @@ class WakeWorker:
             if _clock() >= lease_ends:
                 raise _LostLease
 
+    async def _ack(self, claim: Claim, progress: _WakeProgress, *, done: bool) -> AckResult:
+        """Ack the progress (a heartbeat, or the done ack).
+
+        The server applies the acks of a request all or nothing: one stream it no
+        longer links (deleted during the wake) would make every ack of the wake fail.
+        Such streams are dropped from the acks and the ack sent once more.
+        """
+        acks = progress.acks()
+        try:
+            return await self._subs.ack(claim, acks, done=done)
+        except AckOffsetError:
+            if not acks:
+                raise
+            linked = {link.path for link in (await self._subs.get(claim.subscription_id)).streams}
+            stale = [ack.stream for ack in acks if ack.stream not in linked]
+            if not stale:
+                raise
+            logger.warning(
+                "subscription %s no longer links %s (deleted during wake %s): not acking it",
+                claim.subscription_id,
+                ", ".join(stale),
+                claim.generation,
+            )
+            progress.drop(stale)
+        return await self._subs.ack(claim, progress.acks(), done=done)
+
     async def _give_back(self, claim: Claim, progress: _WakeProgress) -> None:
         """Ack what completed and release the wake (another worker goes on from there)."""
         try:
-            acks = progress.acks()
-            if acks:
-                await self._subs.heartbeat(claim, acks)
+            if progress.acks():
+                await self._ack(claim, progress, done=False)
             await self._subs.release(claim)
+        except FencedError:
+            # The wake is over already (a done ack that was applied as it was cancelled,
+            # or a newer wake): nothing is held.
+            logger.debug(
+                "wake %s of subscription %s was already over",
+                claim.generation,
+                claim.subscription_id,
+            )
         except DurableStreamError as error:
             logger.warning(
                 "releasing wake %s of subscription %s failed (its lease will expire): %s",

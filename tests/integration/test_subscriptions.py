@@ -8,8 +8,9 @@ live an hour); its mapping is covered by the unit tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
+import anyio
 import pytest
 
 from durable_streams import (
@@ -19,12 +20,14 @@ from durable_streams import (
     InvalidArgumentError,
     InvalidSubscriptionRequestError,
     NoPendingWorkError,
+    NotFoundError,
     SubscriptionExistsError,
     SubscriptionNotFoundError,
     WakeTokenError,
     WebhookUrlRejectedError,
 )
 from durable_streams.subscriptions import (
+    AckResult,
     Claim,
     StreamAck,
     SubscriptionClient,
@@ -226,3 +229,61 @@ async def test_a_worker_refuses_missing_and_webhook_subscriptions(
     with pytest.raises(InvalidArgumentError, match="not a pull-wake subscription"):
         await WakeWorker(subs, [prefix], handler).run()
     await subs.delete(prefix)
+
+
+class CountingClient(SubscriptionClient):
+    """Counts claims; tells when a done ack was answered."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.claims = 0
+        self.done_acks: list[list[StreamAck]] = []
+        self.done = anyio.Event()
+
+    async def claim(self, subscription_id: str, *, worker: str) -> Claim:
+        self.claims += 1
+        return await super().claim(subscription_id, worker=worker)
+
+    async def ack(
+        self, claim: Claim, acks: Iterable[StreamAck] = (), *, done: bool = False
+    ) -> AckResult:
+        acks = list(acks)
+        result = await super().ack(claim, acks, done=done)
+        if done:
+            self.done_acks.append(acks)
+            self.done.set()
+        return result
+
+
+async def test_an_expired_stream_is_acked_to_its_tail_not_claimed_in_a_loop(
+    server: ServerTarget, prefix: str
+) -> None:
+    # The reference server does not unlink an expired stream: it stays pending for
+    # ever unless acked. The worker must ack it (its data is gone), not spin on it.
+    subs = CountingClient(f"{server.url}/v1/stream")
+    async with subs:
+        await json_stream(subs, f"{prefix}/wakes")
+        await subs.create(prefix, pull_wake(prefix, pattern=f"{prefix}/chats/*"))
+        chat = subs.handle(f"{prefix}/chats/1", content_type="application/json")
+        await chat.create(ttl=1)
+        await chat.append({"n": 1})
+        with anyio.fail_after(5):
+            while True:  # the TTL must pass: real time, polled
+                try:
+                    await chat.head()
+                except NotFoundError:
+                    break
+                await anyio.sleep(0.1)
+        handled: list[object] = []
+        with anyio.fail_after(10):
+            async with WakeWorker(
+                subs, [prefix], lambda item, context: handled.append(item), poll_interval=None
+            ):
+                await subs.done.wait()
+        [acks] = subs.done_acks
+        assert [ack.stream for ack in acks] == [f"{prefix}/chats/1"]
+        assert subs.claims == 1
+        assert handled == []
+        with pytest.raises(NoPendingWorkError):  # nothing left to wake anyone for
+            await subs.claim(prefix, worker="probe")
+        await subs.delete(prefix)

@@ -4,14 +4,17 @@ The reference server signs each wake and POSTs it to the receiver (uvicorn in a
 thread, on 127.0.0.1 port 0); the receiver verifies it with the server's JWKS and
 runs a handler that hands the wake to the test through a blocking portal (the
 test may run on trio; uvicorn runs on asyncio in its thread). Then acks are
-checked on the server: the ``{"done": true}`` reply, the callback URL, fencing of
-a stale wake, and forged/replayed/tampered/unknown-kid requests sent straight to
-the receiver get 401 with the right reason. The FastAPI example runs here too.
+checked on the server: the done acks the receiver makes through the callback URL,
+the application's own callback acks, fencing of a stale wake (a handler that
+outlived its lease acks nothing of the next wake), and forged/replayed/tampered/
+unknown-kid requests sent straight to the receiver get 401 with the right reason.
+The FastAPI example runs here too.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import threading
 import time
@@ -114,19 +117,30 @@ Replies = Callable[[WebhookNotification], WakeReply]
 
 
 @asynccontextmanager
+async def receiver_subscriptions(root: str) -> AsyncIterator[SubscriptionClient]:
+    """The receiver's SubscriptionClient: used in uvicorn's event loop, closed in the test's.
+
+    No connection is kept alive, so none outlives the loop that opened it.
+    """
+    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        yield SubscriptionClient(root, client=client)
+
+
+@asynccontextmanager
 async def receiving(
     subscription_id: str, jwks_url: str, reply: Replies
 ) -> AsyncIterator[tuple[str, MemoryObjectReceiveStream[WebhookNotification], Capture]]:
     """A receiver under uvicorn whose handler sends each wake to the test, and replies."""
     send, receive = anyio.create_memory_object_stream[WebhookNotification](100)
-    async with anyio.from_thread.BlockingPortal() as portal:
+    root = jwks_url.removesuffix("/__ds/jwks.json")
+    async with anyio.from_thread.BlockingPortal() as portal, receiver_subscriptions(root) as subs:
 
         async def handler(wake: WebhookNotification) -> WakeReply:
             portal.start_task_soon(send.send, wake)
             return reply(wake)
 
         receiver = WebhookReceiver(
-            handler, subscription_id=subscription_id, keys=JwksCache(jwks_url)
+            handler, subscriptions=subs, subscription_id=subscription_id, keys=JwksCache(jwks_url)
         )
         capture = Capture(receiver)
         with send, receive:
@@ -174,14 +188,14 @@ async def test_wakes_are_acked_by_the_done_reply_and_through_the_callback(
             assert created.subscription.webhook.signing.jwks_url == jwks_url
 
             first_tail = await append(orders, {"id": 1})
-            first = await next_wake(wakes)  # answered {"done": true}
+            first = await next_wake(wakes)  # DONE: the receiver acks through the callback
             assert first.subscription_id == subscription_id
             [stream] = first.pending_streams
             assert (stream.path, stream.tail_offset) == (path, first_tail)
 
-            # The done reply acked the first wake's tail: the next wake starts there.
+            # The receiver acked the first wake's tail: the next wake starts there.
             second_tail = await append(orders, {"id": 2})
-            second = await next_wake(wakes)  # answered {"done": false}: acked below
+            second = await next_wake(wakes)  # CALLBACK: acked below
             assert second.generation > first.generation
             assert second.wake_id != first.wake_id
             [stream] = second.pending_streams
@@ -294,6 +308,106 @@ async def test_forged_replayed_tampered_and_unknown_key_requests_are_rejected(
                     assert signature not in response.text
                     assert "callback_token" not in response.text
         await subs.delete(subscription_id)
+
+
+async def test_a_handler_that_outlives_its_lease_acks_nothing_of_the_next_wake(
+    server: ServerTarget,
+) -> None:
+    # The reference server applies a {"done": true} reply to whichever wake it holds
+    # when the reply arrives. Wake 1 (item A) is handled slowly: meanwhile B is
+    # appended, the 1 s lease ends, and wake 2 (A and B) is delivered and fails. When
+    # wake 1's handler then returns DONE, the receiver's fenced callback ack is refused
+    # and nothing is acked: B was never processed.
+    subscription_id, path = names()
+    root = f"{server.url}/v1/stream"
+    replies, answered = anyio.create_memory_object_stream[tuple[int, int, Any]](100)
+    async with (
+        anyio.from_thread.BlockingPortal() as portal,
+        receiver_subscriptions(root) as receiver_subs,
+        SubscriptionClient(root) as subs,
+    ):
+        events: dict[str, anyio.Event] = {}  # made and used in uvicorn's event loop
+
+        def later_wake_failed() -> anyio.Event:
+            if "failed" not in events:
+                events["failed"] = anyio.Event()
+            return events["failed"]
+
+        async def on_wake(wake: WebhookNotification) -> WakeReply:
+            if wake.generation == 1:
+                async with StreamHandle(f"{root}/{path}", content_type="application/json") as h:
+                    await h.append({"item": "B"})  # new data while wake 1 is handled
+                await later_wake_failed().wait()  # outlive the lease
+                return WakeReply.DONE  # handled A only
+            later_wake_failed().set()
+            raise RuntimeError("handling B failed")
+
+        receiver = WebhookReceiver(
+            on_wake,
+            subscriptions=receiver_subs,
+            subscription_id=subscription_id,
+            keys=JwksCache(f"{root}/__ds/jwks.json"),
+        )
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            """The receiver, telling the test each answer: (generation, status, body)."""
+            if scope["type"] != "http":
+                await receiver(scope, receive, send)
+                return
+            chunks: list[bytes] = []
+            status = 0
+
+            async def receiving_body() -> Any:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                return message
+
+            async def answering(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                else:
+                    generation = json.loads(b"".join(chunks))["generation"]
+                    reply = (generation, status, json.loads(message["body"]))
+                    portal.start_task_soon(replies.send, reply)
+                await send(message)
+
+            await receiver(scope, receiving_body, answering)
+
+        with replies, answered:
+            async with Uvicorn(app) as service:
+                orders = subs.handle(path)
+                await orders.create(content_type="application/json")
+                config = SubscriptionConfig(
+                    type="webhook",
+                    streams=(path,),
+                    webhook=WebhookConfig(url=f"{service.url}/hook"),
+                    lease_ttl_ms=1000,
+                )
+                await subs.create(subscription_id, config)
+                link = (await subs.get(subscription_id)).stream(path)
+                assert link is not None
+                start = link.acked_offset
+                await append(orders, {"item": "A"})
+                with anyio.fail_after(3 * WAIT):
+                    first: tuple[int, int, Any] | None = None
+                    while first is None:
+                        generation, status, body = await answered.receive()
+                        if generation == 1:
+                            first = (generation, status, body)
+                        else:
+                            assert status == 500  # the later wakes fail
+                    assert first[1:] == (200, {"done": False})  # never {"done": true}
+                    # One more delivery (a retry, or a new wake): by then the server has
+                    # long handled the answer to wake 1.
+                    generation, status, _ = await answered.receive()
+                    assert (generation > 1, status) == (True, 500)
+                tail = (await orders.head()).next_offset
+                link = (await subs.get(subscription_id)).stream(path)
+                assert link is not None
+                assert link.acked_offset == start  # neither B nor A: no handler finished them
+                assert link.acked_offset != tail
+                await subs.delete(subscription_id)
 
 
 def load_example(name: str) -> ModuleType:

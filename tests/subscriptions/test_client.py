@@ -394,3 +394,56 @@ async def test_tokens_never_reach_errors_reprs_or_logs(
     assert TOKEN not in caplog.text
     assert "cb-secret-xyz" not in caplog.text
     assert TOKEN not in repr(make_claim())
+
+
+def token_pieces(text: str, secret: str = TOKEN, size: int = 8) -> list[str]:
+    """The pieces of ``secret`` (``size`` characters or more) that appear in ``text``."""
+    return [
+        secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size] in text
+    ]
+
+
+def everything_shown(error: BaseException) -> str:
+    """str, repr, args and attributes of ``error`` and of every exception it chains."""
+    shown: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        shown += [str(current), repr(current), repr(current.args), repr(vars(current))]
+        pending += [current.__cause__, current.__context__]
+    return "\n".join(shown)
+
+
+@pytest.mark.parametrize("cut", [20, 40, 60, 90])
+async def test_a_truncated_answer_never_shows_a_piece_of_the_token(
+    mock: respx.MockRouter, subs: SubscriptionClient, caplog: pytest.LogCaptureFixture, cut: int
+) -> None:
+    # Cut inside the token: its closing quote is gone, so it cannot be found as a JSON string.
+    full = json.dumps({**claim_doc(), "token": TOKEN}, separators=(",", ":"))
+    start = full.index(TOKEN)
+    truncated = full[: start + min(cut, len(TOKEN) - 1)].encode()
+    answer = httpx.Response(200, content=truncated, headers={"content-type": "application/json"})
+    mock.post(f"{SUBS}/indexer/claim").mock(return_value=answer)
+    mock.post(f"{SUBS}/indexer/ack").mock(return_value=answer)
+    mock.post(f"{SUBS}/indexer/callback").mock(return_value=answer)
+    caplog.set_level(logging.DEBUG)
+    errors: list[BaseException] = []
+    for call in (
+        lambda: subs.claim("indexer", worker="w-1"),
+        lambda: subs.ack(make_claim(), done=True),
+        lambda: subs.ack_callback(
+            f"{SUBS}/indexer/callback", "other-secret", wake_id="w_1", generation=1
+        ),
+    ):
+        with pytest.raises(ParseError) as caught:
+            await call()
+        errors.append(caught.value)
+        assert "not JSON" in str(caught.value)
+        logging.getLogger("durable_streams.subscriptions").warning("failed: %s", caught.value)
+    for caught_error in errors:
+        assert token_pieces(everything_shown(caught_error)) == []
+    assert token_pieces(caplog.text) == []

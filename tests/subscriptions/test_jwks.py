@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -329,6 +330,7 @@ def test_base64url_is_strict() -> None:
         {"url": "not a url"},
         {"url": JWKS_URL, "min_refetch_interval": 400},
         {"url": JWKS_URL, "max_bytes": 0},
+        {"url": JWKS_URL, "max_stale": -1},
     ],
 )
 def test_bad_options_are_refused(kwargs: dict[str, Any]) -> None:
@@ -356,3 +358,41 @@ def test_subscriptions_work_without_cryptography_until_webhooks_are_verified() -
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True
     )
     assert "pip install 'aio-durable-streams[webhooks]'" in done.stdout
+
+
+async def test_expired_keys_verify_while_refetches_fail_for_a_bounded_time(
+    mock: respx.MockRouter, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = mock.get(JWKS_URL).mock(
+        side_effect=[reply(jwks((KEY, "k1")), "max-age=300")]
+        + [httpx.Response(503, text="busy")] * 10
+    )
+    keys = JwksCache(JWKS_URL, clock=clock, max_stale=3600)
+    fetched_at = clock.now
+    await keys.key("k1")
+    caplog.set_level(logging.WARNING, logger="durable_streams.subscriptions")
+    clock.now += 300  # expired; the refetch fails: the known key still verifies
+    assert raw(await keys.key("k1")) == raw(KEY)
+    assert route.call_count == 2
+    assert len(caplog.records) == 1
+    assert "using the keys fetched 300 s ago" in caplog.text
+    clock.now += 10  # within the refetch interval: no fetch, no second warning
+    assert raw(await keys.key("k1")) == raw(KEY)
+    assert (route.call_count, len(caplog.records)) == (2, 1)
+    with pytest.raises(ServerError):  # an unknown kid has nothing to fall back on
+        await keys.key("k2")
+    clock.now += 30
+    assert raw(await keys.key("k1")) == raw(KEY)  # refetched, failed again: warned again
+    assert (route.call_count, len(caplog.records)) == (3, 2)
+    clock.now = fetched_at + 3601  # too stale: the failure is raised
+    with pytest.raises(ServerError):
+        await keys.key("k1")
+
+
+async def test_stale_keys_can_be_turned_off(mock: respx.MockRouter, clock: Clock) -> None:
+    mock.get(JWKS_URL).mock(side_effect=[reply(jwks((KEY, "k1"))), httpx.ConnectError("down")])
+    keys = JwksCache(JWKS_URL, clock=clock, max_stale=0)
+    await keys.key("k1")
+    clock.now += 300
+    with pytest.raises(NetworkError):
+        await keys.key("k1")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -51,6 +52,13 @@ class Control:
     calls: list[Call] = field(default_factory=list)
     generation: int = 0
     lease_ttl_ms: int = 3000
+    linked: list[str] = field(default_factory=list)  # the streams GET reports as linked
+    acked_offset: str = "-1"  # where a claimed stream was acked up to
+    hold_done: anyio.Event | None = None  # set: done acks wait for it (after done_sent)
+    # Streams answered 410: "history" for reads from the claimed acked offset (its data
+    # is no longer retained), "stream" for every read (soft-deleted).
+    gone: dict[str, str] = field(default_factory=dict)
+    done_sent: anyio.Event = field(default_factory=anyio.Event)
     on_claim: Callable[[str], httpx.Response | None] = lambda sid: None
     on_ack: Callable[[Call], httpx.Response | None] = lambda call: None
     changed: anyio.Event = field(default_factory=anyio.Event)
@@ -71,7 +79,10 @@ class Control:
                 "lease_ttl_ms": self.lease_ttl_ms,
                 "created_at": "2026-11-29T09:00:00Z",
                 "status": "active",
-                "streams": [],
+                "streams": [
+                    {"path": path, "link_type": "glob", "acked_offset": "-1"}
+                    for path in self.linked
+                ],
             }
             return httpx.Response(200, json=doc)
         if action == "claim":
@@ -93,7 +104,7 @@ class Control:
                         {
                             "path": path,
                             "link_type": "glob",
-                            "acked_offset": "-1",
+                            "acked_offset": self.acked_offset,
                             "tail_offset": "9" * 16,
                             "has_pending": True,
                         }
@@ -123,9 +134,16 @@ class FakeTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if not path.startswith(CONTROL):
+            kind = self.control.gone.get(path.removeprefix(f"{ROOT_PATH}/"))
+            offset = request.url.params.get("offset")
+            if kind == "stream" or (kind == "history" and offset == self.control.acked_offset):
+                return httpx.Response(410, text="gone")
             return await self.streams.handle_async_request(request)
         sid, _, action = path[len(CONTROL) :].partition("/")
         body = json.loads(await request.aread() or b"{}")
+        if action == "ack" and body.get("done") and self.control.hold_done is not None:
+            self.control.done_sent.set()
+            await self.control.hold_done.wait()
         return self.control.answer(sid, action, body, request.headers.get("authorization"))
 
 
@@ -401,6 +419,7 @@ async def test_polling_claims_work_that_came_without_a_wake_event(env: Env) -> N
 async def test_a_refused_done_ack_leaves_the_worker_running(env: Env) -> None:
     await env.stream("chats/1", [{"n": 1}])
     env.control.pending["sub"] = ["chats/1"]
+    env.control.linked = ["chats/1"]  # still linked: the refusal is not about a stale stream
     env.control.on_ack = lambda call: error(409, "INVALID_OFFSET") if call.body["done"] else None
 
     def handler(item: Any, context: WakeContext) -> None:
@@ -439,3 +458,235 @@ async def test_wake_events_trigger_claims_and_malformed_ones_are_ignored(
             await handled.wait()
     assert len(env.control.of("claim")) == 2  # the event for "sub" only
     assert "malformed event" in caplog.text
+
+
+@dataclass
+class Pauses:
+    """The pauses the worker takes before claiming a subscription again (not waited)."""
+
+    requested: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.requested.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_a_wake_that_acks_nothing_while_woken_again_is_paced(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stream cannot be read from the claimed offset (400: never skipped), and the
+    # server keeps answering the empty done ack with next_wake: each claim must follow
+    # a growing pause, never come at once.
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.acked_offset = "not-an-offset"
+
+    def always_pending(sid: str) -> None:
+        env.control.pending[sid] = ["chats/1"]
+
+    env.control.on_claim = always_pending
+    env.control.on_ack = lambda call: httpx.Response(200, json={"ok": True, "next_wake": True})
+    pauses = Pauses()
+    monkeypatch.setattr(worker_module, "_pause", pauses, raising=False)
+
+    def handler(item: Any, context: WakeContext) -> None:
+        raise AssertionError("nothing can be read")
+
+    with anyio.fail_after(10):
+        async with worker(env, handler):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) >= 4)
+    done_acks = [call.body for call in env.control.of("ack") if call.body["done"]]
+    assert done_acks[0]["acks"] == []  # nothing acked: a 400 never skips data
+    assert len(pauses.requested) >= 3  # one before each claim again
+    for count, pause in enumerate(pauses.requested[:3], start=1):
+        bound = worker_module.FIRST_FAILURE_PAUSE * 2 ** (count - 1)
+        assert bound / 2 <= pause <= bound  # exponential, with jitter
+    assert "acknowledged nothing" in caplog.text
+
+
+async def test_a_gone_stream_is_acked_to_the_wake_tail_with_a_warning(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # chats/gone was never created here: 404, like a stream whose TTL expired (the
+    # reference server keeps such a stream linked and pending).
+    offsets = await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/gone", "chats/1"]
+    env.control.on_ack = lambda call: httpx.Response(200, json={"ok": True, "next_wake": False})
+    pauses = Pauses()
+    monkeypatch.setattr(worker_module, "_pause", pauses, raising=False)
+    handled: list[Any] = []
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: handled.append(item)):
+            await env.control.wait_for(
+                lambda: any(c.body.get("done") for c in env.control.of("ack"))
+            )
+    [done] = [call.body for call in env.control.of("ack") if call.body["done"]]
+    assert done["acks"] == [
+        {"stream": "chats/gone", "offset": "9" * 16},
+        {"stream": "chats/1", "offset": offsets[0]},
+    ]
+    assert handled == [{"n": 1}]
+    assert pauses.requested == []
+    assert "chats/gone of subscription sub is gone (404)" in caplog.text
+
+
+async def test_a_stream_unlinked_during_the_wake_does_not_fail_the_other_acks(env: Env) -> None:
+    offsets = await env.stream("chats/1", [{"n": 1}])
+    await env.stream("chats/2", [{"n": 2}])
+    env.control.pending["sub"] = ["chats/1", "chats/2"]
+    env.control.linked = ["chats/1"]  # chats/2 was deleted meanwhile: the server unlinked it
+
+    def refuse_chats_2(call: Call) -> httpx.Response | None:
+        if any(ack["stream"] == "chats/2" for ack in call.body["acks"]):
+            return error(409, "INVALID_OFFSET")
+        return None
+
+    env.control.on_ack = refuse_chats_2
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: None):
+            await env.control.wait_for(
+                lambda: sum(1 for c in env.control.of("ack") if c.body["done"]) == 2
+            )
+    first, second = [call.body["acks"] for call in env.control.of("ack") if call.body["done"]]
+    assert [ack["stream"] for ack in first] == ["chats/1", "chats/2"]
+    assert second == [{"stream": "chats/1", "offset": offsets[0]}]  # applied
+    assert not env.control.of("release")
+
+
+async def test_cancelling_during_the_done_ack_still_gives_the_wake_back(env: Env) -> None:
+    offsets = await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.hold_done = anyio.Event()  # never set: the done ack hangs until cancelled
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: None):
+            await env.control.done_sent.wait()
+        # Leaving the block cancelled the done ack in flight.
+    assert [call.body for call in env.control.of("ack")] == [
+        {
+            "wake_id": "w_1",
+            "generation": 1,
+            "acks": [{"stream": "chats/1", "offset": offsets[0]}],
+            "done": False,
+        }
+    ]
+    assert [call.body for call in env.control.of("release")] == [
+        {"wake_id": "w_1", "generation": 1}
+    ]
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("slow", ["claim", "heartbeat"])
+async def test_the_lease_is_counted_from_when_the_request_was_sent(
+    env: Env, monkeypatch: pytest.MonkeyPatch, slow: str
+) -> None:
+    # A 3 s lease; heartbeats every second; the claim (or the first heartbeat) takes
+    # 2 s to be answered. The server's lease started when it handled the request, so
+    # the worker must count it from the sending: after 3 s without a renewal sent,
+    # the wake is stopped.
+    await env.stream("chats/1", [{"n": 1}])
+    env.control.pending["sub"] = ["chats/1"]
+    clock = FakeClock()
+    monkeypatch.setattr(worker_module, "_clock", clock)
+    monkeypatch.setattr(worker_module, "_sleep", clock.sleep)
+
+    def slow_claim(sid: str) -> None:
+        if slow == "claim":
+            clock.now += 2.0
+
+    def slow_heartbeat(call: Call) -> None:
+        if slow == "heartbeat" and not call.body["done"]:
+            clock.now += 2.0
+
+    env.control.on_claim = slow_claim
+    env.control.on_ack = slow_heartbeat
+    cancelled = anyio.Event()
+
+    async def handler(item: Any, context: WakeContext) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    with anyio.fail_after(10):
+        async with worker(env, handler, heartbeat_interval=1.0):
+            await cancelled.wait()  # the lease was counted as over: the wake stopped
+    # Claim sent at 0, answered at 2: at 3 the lease is over before any heartbeat.
+    # Heartbeat sent at 1, answered at 3: renewed until 4, over at the next beat.
+    assert len(env.control.of("ack")) == (0 if slow == "claim" else 1)
+    assert not env.control.of("release")
+
+
+async def test_a_claim_held_under_this_workers_own_name_is_logged(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A retried claim whose first answer was lost: the server names this worker.
+    env.control.on_claim = lambda sid: error(
+        409, "ALREADY_CLAIMED", current_holder="w-test", generation=7
+    )
+    caplog.set_level(logging.INFO, logger="durable_streams.subscriptions")
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: None):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 1)
+    [record] = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert "held by this worker's name (w-test, generation 7)" in record.getMessage()
+    assert "lost" in record.getMessage()
+
+
+async def test_a_truncated_claim_answer_logs_no_piece_of_the_token(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "tok-" + "s3cr3t-value-0123456789abcdef" * 2
+    document = json.dumps({"wake_id": "w_1", "generation": 1, "token": secret})
+    truncated = document[: document.index(secret) + 30].encode()
+    env.control.on_claim = lambda sid: httpx.Response(200, content=truncated)
+    caplog.set_level(logging.DEBUG)
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: None):
+            await env.control.wait_for(lambda: len(env.control.of("claim")) == 1)
+            while "claiming subscription sub failed" not in caplog.text:
+                await env.control.changed.wait()
+    pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
+    assert not [piece for piece in pieces if piece in caplog.text]
+
+
+@pytest.mark.parametrize("gone", ["history", "stream"])
+async def test_a_410_reads_what_is_still_retained_or_acks_the_tail(
+    env: Env, caplog: pytest.LogCaptureFixture, gone: str
+) -> None:
+    offsets = await env.stream("chats/1", [{"n": 1}, {"n": 2}, {"n": 3}])
+    env.control.pending["sub"] = ["chats/1"]
+    env.control.acked_offset = offsets[0]  # item 1 was acked; its data is no longer kept
+    env.control.gone["chats/1"] = gone
+    handled: list[Any] = []
+
+    with anyio.fail_after(10):
+        async with worker(env, lambda item, context: handled.append(item["n"])):
+            await env.control.wait_for(
+                lambda: any(c.body.get("done") for c in env.control.of("ack"))
+            )
+    [done] = [call.body["acks"] for call in env.control.of("ack") if call.body["done"]]
+    assert "no longer has the data at its acked offset (410)" in caplog.text
+    if gone == "history":
+        # Read again from the oldest data retained (here: all of it), never skipped.
+        assert handled == [1, 2, 3]
+        assert done == [{"stream": "chats/1", "offset": offsets[2]}]
+    else:
+        assert handled == []
+        assert done == [{"stream": "chats/1", "offset": "9" * 16}]
+        assert "chats/1 of subscription sub is gone (410)" in caplog.text
+    assert all(ack["offset"] != "-1" for call in env.control.of("ack") for ack in call.body["acks"])

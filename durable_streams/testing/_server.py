@@ -106,6 +106,7 @@ class InMemoryServer:
     other streams) and ``page_bytes`` how many body bytes (a JSON message is never cut, an append
     of bytes may be); None, the default, puts the whole rest of the stream in one response like
     the reference server. Either lets tests exercise multi-response catch-ups (and SSE events).
+    Pull-wake subscriptions (§7) live in :attr:`subscriptions` (its ``clock`` drives leases).
     ``long_poll_timeout`` (seconds) bounds long-polls and
     spaces SSE keep-alives; ``sse_reconnect_interval`` ends SSE responses after that many
     seconds (the protocol's CDN advice; None: never).

@@ -553,11 +553,10 @@ class InMemoryServer:
                 return True
             if now >= end:
                 return False
-            due = self.subscriptions.next_due()
-            until = end if due is None else min(end, due)
-            await self.store.wait(
-                stream, position, until - now, also=self.subscriptions.schedule_waiters
-            )
+            # The lease clock may not be this one (a test's own): wait a duration, not until.
+            due_in = self.subscriptions.next_due_in()
+            wait = end - now if due_in is None else min(end - now, due_in)
+            await self.store.wait(stream, position, wait, also=self.subscriptions.schedule_waiters)
 
     # -- SSE --------------------------------------------------------------------------------
 

@@ -67,19 +67,31 @@ def normalize(path: str) -> str:
 
 
 def glob_match(pattern: str, path: str) -> bool:
-    """``*`` matches one segment, ``**`` any number (none too); ``%2A`` is a literal ``*``."""
-    return _match(_segments(pattern), 0, _segments(path), 0)
+    """``*`` matches one segment, ``**`` any number (none too); ``%2A`` is a literal ``*``.
+
+    The reference's matcher, but memoized: a pattern of many ``**`` costs at most
+    (pattern segments x path segments) steps, not exponentially many.
+    """
+    return _match(_segments(pattern), 0, _segments(path), 0, set())
 
 
 def _segments(path: str) -> list[str]:
     return [segment for segment in normalize(path).split("/") if segment]
 
 
-def _match(pattern: list[str], pi: int, path: list[str], si: int) -> bool:
+def _match(
+    pattern: list[str], pi: int, path: list[str], si: int, failed: set[tuple[int, int]]
+) -> bool:
     while pi < len(pattern) and si < len(path):
         segment = pattern[pi]
         if segment == "**":
-            return any(_match(pattern, pi + 1, path, i) for i in range(si, len(path) + 1))
+            if (pi, si) in failed:
+                return False
+            for i in range(si, len(path) + 1):
+                if _match(pattern, pi + 1, path, i, failed):
+                    return True
+            failed.add((pi, si))
+            return False
         if segment != "*" and segment.replace("%2A", "*").replace("%2a", "*") != path[si]:
             return False
         pi += 1
@@ -189,7 +201,7 @@ class Subscriptions:
         self.store = store
         self.clock = clock
         self.by_key: dict[tuple[str, str], Subscription] = {}
-        #: Events of waiting readers, set when a lease deadline changes (see ``next_due``).
+        #: Events of waiting readers, set when a lease deadline changes (see ``next_due_in``).
         self.schedule_waiters: set[anyio.Event] = set()
 
     # -- what the server reports ------------------------------------------------------------
@@ -227,10 +239,10 @@ class Subscriptions:
             subscription.end_wake()
             self._wake_if_pending(subscription)
 
-    def next_due(self) -> float | None:
-        """The clock time of the next lease to run out, if any."""
+    def next_due_in(self) -> float | None:
+        """Seconds (by :attr:`clock`) until the next lease runs out, if any lease is held."""
         dues = [s.lease_due for s in self.by_key.values() if s.lease_due is not None]
-        return min(dues, default=None)
+        return None if not dues else max(0.0, min(dues) - self.clock())
 
     # -- the control routes -----------------------------------------------------------------
 

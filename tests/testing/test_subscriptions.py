@@ -34,8 +34,28 @@ from durable_streams.subscriptions import (
     WebhookConfig,
 )
 from durable_streams.testing import InMemoryServer
+from durable_streams.testing._subscriptions import glob_match
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("chats/*", "chats/1", True),
+        ("chats/*", "chats/1/2", False),
+        ("chats/*", "chats", False),
+        ("chats/**", "chats", True),
+        ("a/**/z", "a/b/c/z", True),
+        ("a/**/z", "a/z", True),
+        ("a/**/z", "a/b/c", False),
+        ("/a/*/", "a/b", True),
+        ("a%2A/*", "a*/b", True),
+        ("**/" * 40 + "x", "/".join(["y"] * 60), False),  # memoized, not exponential
+    ],
+)
+def test_glob_patterns(pattern: str, path: str, matches: bool) -> None:
+    assert glob_match(pattern, path) is matches
 
 
 class FakeClock:
@@ -240,6 +260,9 @@ async def test_a_lease_expires_by_the_server_clock(
         await subs.heartbeat(second)
     with pytest.raises(NoPendingWorkError):
         await subs.claim("s", worker="w3")
+    clock.now += 3600  # wake tokens live an hour, as the reference server's
+    with pytest.raises(WakeTokenError, match="TOKEN_EXPIRED"):
+        await subs.heartbeat(second)
 
 
 @pytest.mark.durable_streams(long_poll_timeout=20.0)

@@ -288,10 +288,7 @@ class Subscriptions:
                 return Reply(204)
         elif action == "claim":
             return self._claim(key, _json_object(request.body))
-        elif action in (
-            "ack",
-            "callback",
-        ):  # the reference's callback is an ack without a type check
+        elif action in ("ack", "callback"):  # the reference's callback: an ack, unchecked type
             token = _bearer(request)
             return self._ack(key, token, _json_object(request.body))
         elif action == "release":
@@ -321,10 +318,10 @@ class Subscriptions:
             return _json_reply(200, self._serialize(existing))
         if config.type == "webhook":
             raise _invalid(WEBHOOKS_UNSUPPORTED)
-        root, _ = key
+        root, subscription_id = key
         subscription = Subscription(
             root=root,
-            id=key[1],
+            id=subscription_id,
             config=config,
             created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
         )

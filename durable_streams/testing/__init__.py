@@ -5,6 +5,8 @@ No Node, no sockets needed: :class:`InMemoryServer` answers in-process through
 (``python -m durable_streams.testing --port 4437``, needs the ``[server]`` extra for uvicorn), and
 through pytest fixtures (``pytest_plugins = ["durable_streams.testing.pytest_plugin"]``).
 Faults are injected with :meth:`InMemoryServer.inject` or ``POST /_test/inject-error``.
+Pull-wake subscriptions (PROTOCOL §7) work as on the reference server; webhook subscriptions
+are refused (400 ``INVALID_REQUEST``).
 
 Example::
 

@@ -37,6 +37,7 @@ from ._store import (
     parse_offset,
     parse_producer,
 )
+from ._subscriptions import Subscriptions, control_root
 from ._transport import InProcessTransport
 from ._wire import Reply, Request
 
@@ -105,6 +106,7 @@ class InMemoryServer:
     other streams) and ``page_bytes`` how many body bytes (a JSON message is never cut, an append
     of bytes may be); None, the default, puts the whole rest of the stream in one response like
     the reference server. Either lets tests exercise multi-response catch-ups (and SSE events).
+    Pull-wake subscriptions (§7) live in :attr:`subscriptions` (its ``clock`` drives leases).
     ``long_poll_timeout`` (seconds) bounds long-polls and
     spaces SSE keep-alives; ``sse_reconnect_interval`` ends SSE responses after that many
     seconds (the protocol's CDN advice; None: never).
@@ -137,6 +139,7 @@ class InMemoryServer:
         self.url = url.rstrip("/")
         self.store = Store()
         self.faults = Faults()
+        self.subscriptions = Subscriptions(self.store)
 
     # -- public helpers ---------------------------------------------------------------------
 
@@ -238,12 +241,15 @@ class InMemoryServer:
         self.faults.clear()
 
     def clear(self) -> None:
-        """Delete every stream (waiting readers are woken and see 404).
+        """Delete every stream (waiting readers are woken and see 404; subscriptions keep
+        their configs but lose their links, as after a ``DELETE`` of each stream).
 
         Example::
 
             server.clear()
         """
+        for path in list(self.store.streams):
+            self.subscriptions.on_delete(path)
         self.store.clear()
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -261,6 +267,7 @@ class InMemoryServer:
 
     async def _handle(self, request: Request) -> Reply:
         method = request.method.upper()
+        self.subscriptions.expire()  # a lease that ran out while nobody asked
         if method == "OPTIONS":
             return Reply(204)
         if request.path == INJECT_PATH:
@@ -276,6 +283,9 @@ class InMemoryServer:
                 if fault.retry_after is not None:
                     headers["retry-after"] = str(fault.retry_after)
                 return _text(fault.status, "Injected error for testing", headers)
+        root = control_root(request.path)
+        if root is not None:
+            return self.subscriptions.answer(request, method, root)
         try:
             if method == "PUT":
                 return self._create(request)
@@ -287,6 +297,7 @@ class InMemoryServer:
                 return self._append(request)
             if method == "DELETE":
                 self.store.delete(request.path)
+                self.subscriptions.on_delete(request.path)
                 return Reply(204)
             return _text(405, "Method not allowed")
         except ProtocolFailure as failure:
@@ -351,6 +362,8 @@ class InMemoryServer:
         )
         if created:
             stream.notify()
+            if request.body:  # the reference reports a create with a body as an append
+                self.subscriptions.on_append(request.path)
         reply_headers = [
             ("content-type", stream.content_type),
             ("stream-next-offset", stream.next_offset),
@@ -397,6 +410,8 @@ class InMemoryServer:
             close=close,
             producer=producer,
         )
+        if outcome.appended:
+            self.subscriptions.on_append(request.path)
         return Reply(outcome.status, list(outcome.headers.items()))
 
     # -- reading ----------------------------------------------------------------------------
@@ -473,7 +488,7 @@ class InMemoryServer:
                         ("stream-closed", "true"),
                     ],
                 )
-            await self.store.wait(stream, position, self.long_poll_timeout)
+            await self._wait(stream, position, self.long_poll_timeout)
             current = self.store.get(request.path)
             if current is not stream or current is None:  # deleted while we waited
                 raise ProtocolFailure(404, "Stream not found")
@@ -523,6 +538,25 @@ class InMemoryServer:
         high, position = parsed
         # Past the tail (or in a later "high" space): an empty answer at the tail.
         return position if high == 0 else stream.tail + 1
+
+    async def _wait(self, stream: Stream, position: int, timeout: float) -> bool:
+        """:meth:`Store.wait`, also waking when a subscription lease runs out.
+
+        An expired lease re-wakes its subscription by appending to a wake stream, which the
+        workers waiting here must see without another request (the reference uses a timer).
+        """
+        end = anyio.current_time() + timeout
+        while True:
+            self.subscriptions.expire()
+            now = anyio.current_time()
+            if self.store.changed(stream, position):
+                return True
+            if now >= end:
+                return False
+            # The lease clock may not be this one (a test's own): wait a duration, not until.
+            due_in = self.subscriptions.next_due_in()
+            wait = end - now if due_in is None else min(end - now, due_in)
+            await self.store.wait(stream, position, wait, also=self.subscriptions.schedule_waiters)
 
     # -- SSE --------------------------------------------------------------------------------
 
@@ -594,7 +628,7 @@ class InMemoryServer:
                 continue
             if time.monotonic() >= deadline:
                 return
-            woke = await self.store.wait(
+            woke = await self._wait(
                 stream, position, min(self.long_poll_timeout, deadline - time.monotonic())
             )
             emit_control = not woke  # a keep-alive after a quiet timeout

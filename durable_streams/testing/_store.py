@@ -274,6 +274,8 @@ class AppendOutcome:
 
     status: int
     headers: dict[str, str]
+    #: Data was added (not a duplicate, not a close alone).
+    appended: bool = False
 
 
 class Store:
@@ -506,10 +508,11 @@ class Store:
         headers = {"stream-next-offset": stream.next_offset}
         if close:
             headers["stream-closed"] = "true"
+        appended = bool(data)
         if producer is not None:
             headers.update(_echo(producer[1], producer[2]))
-            return AppendOutcome(204 if not body else 200, headers)
-        return AppendOutcome(204, headers)
+            return AppendOutcome(204 if not body else 200, headers, appended)
+        return AppendOutcome(204, headers, appended)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -522,17 +525,33 @@ class Store:
         size = len(parts) if stream.json else sum(len(p) for p in parts)
         return Page(start=position, end=position + size, parts=parts)
 
-    async def wait(self, stream: Stream, position: int, timeout: float) -> bool:
-        """Wait until ``stream`` has data past ``position``, closes or goes; False on timeout."""
+    def changed(self, stream: Stream, position: int) -> bool:
+        """Whether ``stream`` has data past ``position``, is closed or is gone."""
+        return (
+            stream.tail > position
+            or stream.closed
+            or stream.soft_deleted
+            or self.streams.get(stream.path) is not stream
+        )
+
+    async def wait(
+        self,
+        stream: Stream,
+        position: int,
+        timeout: float,
+        *,
+        also: set[anyio.Event] | None = None,
+    ) -> bool:
+        """Wait until ``stream`` has data past ``position``, closes or goes; False on timeout.
+
+        ``also``: another set of waiters whose owner may wake this wait (it then returns True).
+        """
         event = anyio.Event()
         stream.waiters.add(event)
+        if also is not None:
+            also.add(event)
         try:
-            if (
-                stream.tail > position
-                or stream.closed
-                or stream.soft_deleted
-                or self.streams.get(stream.path) is not stream
-            ):
+            if self.changed(stream, position):
                 return True
             with anyio.move_on_after(timeout):
                 await event.wait()
@@ -540,6 +559,8 @@ class Store:
             return False
         finally:
             stream.waiters.discard(event)
+            if also is not None:
+                also.discard(event)
 
 
 def _echo(epoch: int, seq: int) -> dict[str, str]:

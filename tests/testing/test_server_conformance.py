@@ -3,7 +3,8 @@
 ``@durable-streams/server-conformance-tests`` (pinned in ``tests/server_conformance/``, installed
 by ``scripts/dev``) runs under vitest against ``python -m durable_streams.testing`` (uvicorn) on
 127.0.0.1. Every case must pass; the only cases not run are the suite's own opt-in subscription
-block (PROTOCOL §7), which this server does not implement yet (the issue allows it to come later).
+block (PROTOCOL §7): all but one of its cases need webhooks, which this server refuses (its
+pull-wake case passes; pull-wake is tested in ``test_subscriptions.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.server.harness import start_python_server
 
 SUITE_DIR = Path(__file__).resolve().parent.parent / "server_conformance"
 LONG_POLL_MS = 1000
-#: The suite's own opt-in block (``subscriptions: true``), not run: §7 is not implemented.
+#: The suite's own opt-in block (``subscriptions: true``), not run: it is mostly webhooks.
 NOT_RUN_BLOCK = "Reserved subscription APIs"
 SUITE_TIMEOUT = 300
 

@@ -34,7 +34,8 @@ import pytest
 
 from tests.conftest import ServerTarget
 
-pytestmark = pytest.mark.subscriptions
+# Worker subprocesses reach the server over a real socket.
+pytestmark = [pytest.mark.subscriptions, pytest.mark.sockets]
 
 REPO = Path(__file__).resolve().parents[2]
 SUBSCRIPTIONS = 10

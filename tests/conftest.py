@@ -157,7 +157,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not TEST_URL and TEST_SERVER == "python-inprocess":
         unfit.add("sockets")
     if not TEST_URL and TEST_SERVER != "reference":
-        unfit.add("subscriptions")  # durable_streams.testing has no subscriptions
+        unfit.add("subscriptions")  # durable_streams.testing has pull-wake only, no webhooks
     if not unfit:
         return
     kept = [item for item in items if not unfit & {mark.name for mark in item.iter_markers()}]

@@ -592,13 +592,13 @@ class Consumer:
         if otel is None:
             await self._store.save(self._key, position)
         else:
-            span, started = otel.start_commit(self.name, self._pending, position.offset)
+            commit = otel.start_commit(self.name, self._pending, position.offset)
             try:
                 await self._store.save(self._key, position)
             except BaseException as error:
-                otel.end_commit(span, started, self.name, error)
+                otel.end_commit(commit, self.name, error)
                 raise
-            otel.end_commit(span, started, self.name, None)
+            otel.end_commit(commit, self.name, None)
             otel.handled(self.name, self._pending)
         self._committed = position
         self._pending = 0

@@ -44,10 +44,12 @@ _SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "key", "pa
 
 
 def redact_url(url: str | httpx.URL) -> str:
-    """The URL with its password and every non-protocol query value replaced.
+    """The URL with its user info and every non-protocol query value replaced.
 
     Query parameters other than ``offset``/``live``/``cursor`` are where
-    deployments put tokens, so their values never appear in errors or logs.
+    deployments put tokens, so their values never appear in errors or logs. The
+    user name goes too: schemes such as ``https://TOKEN:x-oauth-basic@host`` put
+    the secret there.
     """
     try:
         parts = urlsplit(str(url))
@@ -56,8 +58,7 @@ def redact_url(url: str | httpx.URL) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+        netloc = f"{REDACTED}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)

@@ -397,7 +397,7 @@ class Sender:
             self._epoch = new_epoch
             self._epoch_changes += 1
             if _telemetry.OTEL is not None:
-                _telemetry.OTEL.epoch_changes.add(1)
+                _telemetry.OTEL.epoch_changed()
             self._next_seq = 0
             self._epoch_confirmed = False
         self._last_written = None  # nothing is in flight: the new epoch's seq 0 goes at once
@@ -453,7 +453,7 @@ class Sender:
         self._failed_batches += 1
         self._failed_messages += batch.item_count
         if _telemetry.OTEL is not None:
-            _telemetry.OTEL.failed_messages.add(batch.item_count)
+            _telemetry.OTEL.failed(batch.item_count)
         await self._report(self._acc.fail(batch, error))
 
     async def _report(self, failure: BatchFailure) -> None:
@@ -638,7 +638,7 @@ class Sender:
                 batch.maybe_stored = True
                 self._retries += 1
                 if _telemetry.OTEL is not None:
-                    _telemetry.OTEL.producer_retries.add(1)
+                    _telemetry.OTEL.retried()
                 logger.debug(
                     "producer %r: retrying seq %d in %.3fs: %s",
                     self.producer_id,

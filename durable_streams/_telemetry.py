@@ -26,11 +26,13 @@ server's body), URL query values other than the protocol's own.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import httpx
 
@@ -80,6 +82,32 @@ class WatchedConsumer(Protocol):
     def name(self) -> str: ...
     @property
     def caught_up(self) -> bool: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("durable_streams")
+
+#: The largest value an OTLP int attribute holds (a server's Content-Length may be larger).
+_MAX_INT64 = 2**63 - 1
+
+
+def _fail_safe(hook: Callable[P, R]) -> Callable[P, R | None]:
+    """Telemetry never breaks the SDK: an error raised by the OpenTelemetry SDK, a span
+    processor or a propagator inside ``hook`` is logged at DEBUG and the hook does nothing
+    (returns None), so a request that worked is never reported failed and a cancellation
+    is never replaced."""
+
+    @functools.wraps(hook)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return hook(*args, **kwargs)
+        except Exception:
+            logger.debug("telemetry: %s failed and was skipped", hook.__name__, exc_info=True)
+            return None
+
+    return guarded
 
 
 class Telemetry:
@@ -189,31 +217,39 @@ class Telemetry:
 
     # -- HTTP requests -----------------------------------------------------------------------
 
+    @_fail_safe
     def start_request(self, request: httpx.Request, resend_count: int) -> RequestSpan:
         """Start the CLIENT span of one attempt and put its context on the request."""
         span = self.tracer.start_span(request.method, kind=self._client)
-        if span.is_recording():
-            url = request.url
-            span.set_attributes(
-                {
-                    "http.request.method": request.method,
-                    "url.full": redact_url(url),
-                    "server.address": url.host,
-                    "server.port": url.port or (443 if url.scheme == "https" else 80),
-                }
-            )
-            if resend_count:
-                span.set_attribute("http.request.resend_count", resend_count)
-            size = request.headers.get("content-length")
-            if size is not None and size.isdigit():
-                span.set_attribute("http.request.body.size", int(size))
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            self._inject(request.headers, context=self._trace.set_span_in_context(span))
-            if request.method == "GET":
-                LAST_READ_SPAN.set(span_context)
+        try:
+            if span.is_recording():
+                url = request.url
+                span.set_attributes(
+                    {
+                        "http.request.method": request.method,
+                        "url.full": redact_url(url),
+                        "server.address": url.host,
+                        "server.port": url.port or (443 if url.scheme == "https" else 80),
+                    }
+                )
+                if resend_count:
+                    span.set_attribute("http.request.resend_count", resend_count)
+                size = request.headers.get("content-length")
+                if size is not None and size.isdigit() and int(size) <= _MAX_INT64:
+                    span.set_attribute("http.request.body.size", int(size))
+            span_context = span.get_span_context()
+            if span_context.is_valid:
+                # A traceparent the caller set on the request is theirs: kept as sent.
+                if "traceparent" not in request.headers:
+                    self._inject(request.headers, context=self._trace.set_span_in_context(span))
+                if request.method == "GET":
+                    LAST_READ_SPAN.set(span_context)
+        except Exception:
+            span.end()
+            raise
         return RequestSpan(self, span, request)
 
+    @_fail_safe
     def end_request(
         self,
         attempt: RequestSpan,
@@ -242,7 +278,7 @@ class Telemetry:
         self.http_duration.record(time.perf_counter() - attempt.started, attributes)
         if span.is_recording():
             span.set_attributes(attributes)
-            if body_size is not None:
+            if body_size is not None and 0 <= body_size <= _MAX_INT64:
                 span.set_attribute("http.response.body.size", body_size)
             if error_type is not None:
                 # The type only: messages may quote what a server sent.
@@ -251,6 +287,7 @@ class Telemetry:
 
     # -- producer batches --------------------------------------------------------------------
 
+    @_fail_safe
     def start_batch(
         self, producer_id: str, epoch: int, seq: int, messages: int, size: int, close: bool
     ) -> tuple[Span, Token[Context]]:
@@ -270,6 +307,7 @@ class Telemetry:
         token = self._context.attach(self._trace.set_span_in_context(span))
         return span, token
 
+    @_fail_safe
     def end_batch(
         self, span: Span, token: Token[Context], outcome: str, error: BaseException | None
     ) -> None:
@@ -282,16 +320,19 @@ class Telemetry:
                 span.set_status(self._error, type(error).__name__)
         span.end()
 
+    @_fail_safe
     def acked(self, messages: int, size: int, duplicate: bool) -> None:
         self.acked_messages.add(messages)
         self.acked_bytes.add(size)
         if duplicate:
             self.duplicate_messages.add(messages)
 
+    @_fail_safe
     def watch_producer(self, producer: WatchedProducer) -> None:
         """Count ``producer`` in the in-flight and buffered gauges while it lives."""
         self._producers.add(producer)
 
+    @_fail_safe
     def forget_producer(self, producer: WatchedProducer) -> None:
         """Stop counting ``producer`` (it stopped)."""
         self._producers.discard(producer)
@@ -304,6 +345,7 @@ class Telemetry:
 
     # -- consumers ---------------------------------------------------------------------------
 
+    @_fail_safe
     def start_commit(self, consumer: str, items: int, offset: str) -> tuple[Span, float]:
         """Start a commit's span, linked to the read request that delivered the data."""
         read = LAST_READ_SPAN.get()
@@ -321,9 +363,14 @@ class Telemetry:
             )
         return span, time.perf_counter()
 
+    @_fail_safe
     def end_commit(
-        self, span: Span, started: float, consumer: str, error: BaseException | None
+        self, commit: tuple[Span, float] | None, consumer: str, error: BaseException | None
     ) -> None:
+        """End a commit's span (``commit`` is what :meth:`start_commit` gave, None if it failed)."""
+        if commit is None:
+            return
+        span, started = commit
         attributes = {"durable_streams.consumer.name": consumer}
         if error is not None:
             attributes["error.type"] = type(error).__name__
@@ -333,14 +380,17 @@ class Telemetry:
         self.commit_duration.record(time.perf_counter() - started, attributes)
         span.end()
 
+    @_fail_safe
     def handled(self, consumer: str, items: int) -> None:
         if items:
             self.consumer_items.add(items, {"durable_streams.consumer.name": consumer})
 
+    @_fail_safe
     def watch_consumer(self, consumer: WatchedConsumer) -> None:
         """Report ``consumer`` in the caught-up gauge until it is closed."""
         self._consumers.add(consumer)
 
+    @_fail_safe
     def forget_consumer(self, consumer: WatchedConsumer) -> None:
         self._consumers.discard(consumer)
 
@@ -352,8 +402,21 @@ class Telemetry:
 
     # -- readers -----------------------------------------------------------------------------
 
+    @_fail_safe
     def reconnected(self, mode: str) -> None:
         self.reconnects.add(1, {"durable_streams.read.mode": mode})
+
+    @_fail_safe
+    def epoch_changed(self) -> None:
+        self.epoch_changes.add(1)
+
+    @_fail_safe
+    def failed(self, messages: int) -> None:
+        self.failed_messages.add(messages)
+
+    @_fail_safe
+    def retried(self) -> None:
+        self.producer_retries.add(1)
 
 
 class RequestSpan:

@@ -194,12 +194,13 @@ def test_excerpt_keeps_short_text() -> None:
 def test_redact_url() -> None:
     redacted = redact_url(URL)
     assert redacted == (
-        f"https://user:{REDACTED}@example.com/v1/stream/s?offset=-1&token={REDACTED}&live=sse"
+        f"https://{REDACTED}:{REDACTED}@example.com/v1/stream/s?offset=-1&token={REDACTED}&live=sse"
     )
     assert redact_url("https://t0ken@example.com/s") == f"https://{REDACTED}@example.com/s"
     assert redact_url("http://h/s?cursor=9&api_key=zz") == f"http://h/s?cursor=9&api_key={REDACTED}"
     assert redact_url("http://h/s#frag") == "http://h/s"
-    assert redact_url(httpx.URL("http://a:b@h/s")) == f"http://a:{REDACTED}@h/s"
+    assert redact_url(httpx.URL("http://a:b@h/s")) == f"http://{REDACTED}:{REDACTED}@h/s"
+    assert "ghp_T0KEN" not in redact_url("https://ghp_T0KEN:x-oauth-basic@h/s")
     assert redact_url("http://[::1/s") == "<invalid URL>"
 
 

@@ -24,7 +24,7 @@ def test_a_url_keeps_protocol_params_and_loses_password_and_other_values() -> No
     redacted = redact_url(URL)
     assert "pa55word" not in redacted
     assert "t0ken-value" not in redacted
-    assert redacted.startswith(f"http://alice:{REDACTED}@streams.test/v1/stream/s?")
+    assert redacted.startswith(f"http://{REDACTED}:{REDACTED}@streams.test/v1/stream/s?")
     assert "offset=0_5" in redacted
     assert "live=sse" in redacted
 

@@ -604,3 +604,86 @@ def test_opentelemetry_loads_at_the_first_transport_and_uses_the_global_provider
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['PUT']"
+
+
+# -- telemetry never breaks the SDK -----------------------------------------------------------
+
+
+class Exploding(SimpleSpanProcessor):
+    """A span processor that fails on every span it sees (a buggy exporter, a bad hook)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(InMemorySpanExporter())
+        self.where = where
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.where == "start":
+            raise RuntimeError("processor on_start boom")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.where == "end":
+            raise RuntimeError("processor on_end boom")
+
+
+class ExplodingPropagator:
+    """A text-map propagator whose inject fails."""
+
+    fields: set[str] = {"traceparent"}
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        raise ValueError("propagator boom")
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+
+@pytest.mark.parametrize("where", ["start", "end", "inject"])
+async def test_failing_telemetry_never_fails_or_hides_sdk_calls(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracer_provider = TracerProvider()
+    if where == "inject":
+        from opentelemetry import propagate
+
+        monkeypatch.setattr(propagate, "get_global_textmap", ExplodingPropagator)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    else:
+        tracer_provider.add_span_processor(Exploding(where))
+    telemetry = Telemetry(tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider())
+    if where == "inject":
+        monkeypatch.setattr(telemetry, "_inject", ExplodingPropagator().inject)
+    monkeypatch.setattr(_telemetry, "OTEL", telemetry)
+    monkeypatch.setattr(_telemetry, "_loaded", True)
+    server = InMemoryServer(long_poll_timeout=5)
+    url = server.stream_url("s")
+    tracer = TracerProvider().get_tracer("app")  # the application's own, working tracer
+    with tracer.start_as_current_span("app"):  # a current span: traceparent is injected
+        async with StreamHandle(url, client=server.client()) as handle:
+            await handle.create(content_type="application/json")
+            await handle.append({"n": 0})
+            async with IdempotentProducer(handle, "p") as producer:
+                producer.append({"n": 1})
+                await producer.flush()
+            store = MemoryCheckpoints()
+            async with Consumer(handle, name="c", checkpoints=store) as consumer:
+                assert [item["n"] async for item in consumer.iter_json()] == [0, 1]
+            assert store.saves >= 1
+            # A cancelled live read is still a cancellation, not a telemetry error.
+            with anyio.move_on_after(0.2) as scope:
+                async with handle.stream(offset="now", live="long-poll") as res:
+                    async for _ in res:
+                        pass
+            assert scope.cancelled_caught
+            assert (await handle.head()).content_type == "application/json"
+
+
+async def test_a_traceparent_set_by_the_caller_is_sent_as_given(otel: Captured) -> None:
+    server = RecordingServer()
+    url = server.stream_url("s")
+    mine = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with otel.tracer.start_as_current_span("app"):
+        async with StreamHandle(url, client=server.client()) as handle:
+            await handle.create(content_type="application/json")
+            await handle.append({"n": 1}, headers={"traceparent": mine})
+    appends = [r for r in server.received if r.method == "POST"]
+    assert [r.headers.get("traceparent") for r in appends] == [mine]

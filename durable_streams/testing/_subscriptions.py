@@ -623,8 +623,8 @@ def _parse_config(value: object) -> Config:
     if (
         isinstance(lease, bool)
         or not isinstance(lease, (int, float))
+        or not MIN_LEASE_TTL_MS <= lease <= MAX_LEASE_TTL_MS  # NaN and infinities fail here
         or lease != int(lease)
-        or not MIN_LEASE_TTL_MS <= lease <= MAX_LEASE_TTL_MS
     ):
         raise _invalid("lease_ttl_ms must be an integer from 1000 to 600000")
     webhook_url: str | None = None

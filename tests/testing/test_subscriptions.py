@@ -149,6 +149,10 @@ async def test_refused_requests(
     control = f"{ds_server.url}/v1/stream/__ds/subscriptions"
     cases = [
         ("PUT", "/s", b'{"type":"pull-wake","pattern":"x","wake_stream":"w","lease_ttl_ms":999}'),
+        *[
+            ("PUT", "/s", b'{"type":"pull-wake","pattern":"x","lease_ttl_ms":%s}' % bad)
+            for bad in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"1000.5")
+        ],
         ("PUT", "/s", b"{not json"),
         ("POST", "/s/streams", b'{"streams":[""]}'),
         ("POST", "/s/claim", b'{"worker":""}'),

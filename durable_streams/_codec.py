@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic_core
@@ -16,6 +16,7 @@ from ._errors import EmptyAppendError, InvalidArgumentError
 __all__ = [
     "JsonArraySplitter",
     "encode_item",
+    "items_of",
     "join_items",
     "json_array",
     "json_error",
@@ -83,6 +84,27 @@ def nesting_depth(data: bytes | bytearray) -> int:
 
 
 _WHITESPACE = b" \t\r\n"
+
+
+def items_of(items: object) -> list[Any]:
+    """The items given to an ``append_many``-style call, as a list.
+
+    A ``str``, bytes or mapping is one value, not a group: iterating it would append
+    its characters, bytes or keys one by one, so it is refused, as is a non-iterable.
+
+    Example::
+
+        items_of(({"n": 1}, {"n": 2}))   # [{'n': 1}, {'n': 2}]
+    """
+    if isinstance(items, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
+        items, Iterable
+    ):
+        raise InvalidArgumentError(
+            f"append_many takes an iterable of items, not {type(items).__name__}; "
+            "use append() for one message",
+            field="items",
+        )
+    return list(items)
 
 
 def encode_item(value: object, *, json_mode: bool) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -11,7 +11,7 @@ import httpx
 
 from . import _protocol as p
 from ._append import post_append, proves_not_applied
-from ._codec import encode_item, join_items
+from ._codec import encode_item, items_of, join_items
 from ._errors import (
     DurableStreamError,
     EmptyAppendError,
@@ -269,15 +269,9 @@ class StreamHandle:
 
             await handle.append_many([{"n": 1}, {"n": 2}, {"n": 3}])
         """
-        if isinstance(items, (str, bytes, bytearray, memoryview, Mapping)):
-            # Iterating these would append characters, bytes or keys one by one.
-            raise InvalidArgumentError(
-                f"append_many takes an iterable of items, not {type(items).__name__}; "
-                "use append() for one message",
-                field="items",
-            )
+        group = items_of(items)
         json_mode = p.is_json(await self.write_content_type("append_many"))
-        encoded = [encode_item(item, json_mode=json_mode) for item in items]
+        encoded = [encode_item(item, json_mode=json_mode) for item in group]
         if not encoded:
             raise EmptyAppendError("append_many needs at least one item")
         body = join_items(encoded, json_mode=json_mode)

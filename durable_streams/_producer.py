@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 from . import _protocol as p
 from . import _telemetry
 from ._accumulator import Accumulator, Waiter
-from ._codec import encode_item, json_error
+from ._codec import encode_item, items_of, json_error
 from ._errors import (
     EmptyAppendError,
     InvalidArgumentError,
@@ -459,16 +459,9 @@ class IdempotentProducer:
         return await self._acknowledgement()
 
     def _encode_group(self, items: Iterable[Any]) -> list[bytes]:
-        if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(
-            items, Iterable
-        ):
-            raise InvalidArgumentError(
-                "append_many takes an iterable of items (a str or bytes is one item: use append)",
-                field="items",
-            )
         json_mode = self._accumulator.json_mode
         group = []
-        for index, item in enumerate(items):
+        for index, item in enumerate(items_of(items)):
             data = encode_item(item, json_mode=json_mode)
             if json_mode and isinstance(item, (str, bytes, bytearray, memoryview)):
                 reason = json_error(data)

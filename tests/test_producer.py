@@ -646,6 +646,8 @@ async def test_a_bad_group_queues_nothing(server: Server, handle: StreamHandle) 
             producer.append_many([{"pad": "x" * 60}, {"pad": "y" * 60}])
         with pytest.raises(InvalidArgumentError, match="iterable"):
             producer.append_many("abc")  # a str is one item, not a group
+        with pytest.raises(InvalidArgumentError, match="not dict"):
+            producer.append_many({"a": 1})  # a mapping too: not its keys
         with pytest.raises(EmptyAppendError):
             producer.append_many([])
         assert producer.pending == 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from durable_streams import CloseResult, ProducerAck, ProducerError, ProducerStats
 from durable_streams import IdempotentProducer as AsyncIdempotentProducer
+from durable_streams._codec import items_of
 
 from ._handle import StreamHandle
 from ._portal import call, get_portal, register_producer, run_sync, unregister_producer
@@ -140,7 +141,7 @@ class IdempotentProducer:
 
             producer.append_many(tx.messages)
         """
-        run_sync(self._producer.append_many, _materialized(items))
+        run_sync(self._producer.append_many, items_of(items))
 
     def send_many(self, items: Iterable[Any]) -> ProducerAck:
         """:meth:`append_many`, waiting for room, then for the group's acknowledgement.
@@ -149,7 +150,7 @@ class IdempotentProducer:
 
             print(producer.send_many(tx.messages).offset)
         """
-        return call(self._producer.send_many, _materialized(items))
+        return call(self._producer.send_many, items_of(items))
 
     def send(self, item: Any) -> ProducerAck:
         """Queue one item, waiting for buffer room, and return once it is acknowledged.
@@ -211,11 +212,3 @@ class IdempotentProducer:
 
     def __repr__(self) -> str:
         return f"sync.{self._producer!r}"
-
-
-def _materialized(items: Iterable[Any]) -> Any:
-    """A group's items as a list, taken on the calling thread (a str or bytes is passed
-    on whole, for the async producer to refuse as it does)."""
-    if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(items, Iterable):
-        return items
-    return list(items)

@@ -1,26 +1,46 @@
-"""Scenario 8: the sync API's overhead per call, against the async API.
+"""Scenario 10: the sync API's overhead, against the async API.
 
 ``durable_streams.sync`` runs the async core on a background event loop
 thread; each blocking call crosses threads twice. This measures sequential
 100 B appends through a sync ``StreamHandle`` (in a worker thread, as a WSGI
 view would call it) against the same appends through the async handle, in
-interleaved rounds on separate streams of the same server.
+interleaved rounds on separate streams of the same server. Then producer
+throughput: the sync ``IdempotentProducer.append()`` does not cross threads
+per item, so it is compared with the async producer on the same messages.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import anyio
 
-from durable_streams import StreamHandle
+from durable_streams import IdempotentProducer, StreamHandle
 from durable_streams import sync as ds_sync
 
-from ._harness import BYTES_TYPE, Bench, Row, interleaved, latency_rows, timed_samples
+from ._harness import (
+    BYTES_TYPE,
+    JSON_TYPE,
+    Bench,
+    Row,
+    interleaved,
+    latency_rows,
+    median,
+    raw_client,
+    timed_samples,
+)
+from ._producer import _verify
+from ._reads import make_messages
 
 SYNC_TARGET = "<= 1.2x async"
 MAX_SYNC_RATIO = 1.2
+
+
+async def sync_overhead(bench: Bench) -> list[Row]:
+    """10. The sync API against the async API: append latency, producer throughput."""
+    return await sync_append_latency(bench) + await sync_producer_throughput(bench)
 
 
 async def sync_append_latency(bench: Bench) -> list[Row]:
@@ -69,3 +89,52 @@ async def sync_append_latency(bench: Bench) -> list[Row]:
     for row in rows:
         row.note = "SDK = sync API, baseline = async API (not raw httpx)"
     return rows
+
+
+async def sync_producer_throughput(bench: Bench) -> list[Row]:
+    """10b. ``producer.append(dict)`` for every message, then flush: sync (one thread) vs async."""
+    count = bench.sizes.producer_messages
+    items = [json.loads(message) for message in make_messages(count)]
+
+    def sync_run(url: str) -> float:
+        with ds_sync.StreamHandle(url) as handle:
+            start = time.perf_counter()
+            with ds_sync.IdempotentProducer(handle, "bench-sync-producer") as producer:
+                for item in items:
+                    producer.append(item)
+                producer.flush()
+                return time.perf_counter() - start
+
+    async def async_run(url: str) -> float:
+        async with StreamHandle(url) as handle:
+            start = time.perf_counter()
+            async with IdempotentProducer(handle, "bench-async-producer") as producer:
+                for item in items:
+                    producer.append(item)
+                await producer.flush()
+                return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"sync": [], "async": []}
+    async with raw_client() as client:
+        for round_index in range(bench.sizes.producer_rounds + 1):
+            order = ["sync", "async"] if round_index % 2 == 0 else ["async", "sync"]
+            for name in order:
+                url = bench.new_url(f"producer-{name}")
+                (await client.put(url, headers={"content-type": JSON_TYPE})).raise_for_status()
+                if name == "sync":
+                    elapsed = await anyio.to_thread.run_sync(sync_run, url)
+                else:
+                    elapsed = await async_run(url)
+                await _verify(client, url, count)
+                if round_index > 0:  # round 0 warms both up
+                    times[name].append(elapsed)
+    return [
+        Row(
+            f"10 sync producer {count:,} x 100 B dicts",
+            "messages/s",
+            "msg/s",
+            count / median(times["sync"]),
+            count / median(times["async"]),
+            note="SDK = sync IdempotentProducer from one thread, baseline = async producer",
+        )
+    ]

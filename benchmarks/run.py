@@ -63,7 +63,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "fanout": ("7 fan-out to concurrent live readers", _fanout.fanout),
     "consumer": ("8 consumer with SQLite checkpoints", _consumer.consumer_throughput),
     "state": ("9 State Protocol materializing", _state.state_materialize),
-    "sync": ("10 sync API overhead per append", _sync.sync_append_latency),
+    "sync": ("10 sync API overhead: append latency, producer throughput", _sync.sync_overhead),
     "inprocess": (
         "11 in-process test server vs the reference server",
         _inprocess.inprocess_vs_reference,

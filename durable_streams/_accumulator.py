@@ -258,13 +258,36 @@ class Accumulator:
         if not item:
             raise EmptyAppendError("cannot append empty data")
         cost = len(item) + self.separator
-        open_bytes = self.open_bytes
-        if self._queued_bytes + open_bytes + cost > self.max_buffered_bytes:
-            raise ProducerBufferFullError(
+        if self._queued_bytes + self.open_bytes + cost > self.max_buffered_bytes:
+            raise self.buffer_full()
+        self._put(item, cost)
+
+    def admit(self, items: list[bytes]) -> None:
+        """Add non-empty encoded items whose buffer room the caller already made sure of.
+
+        For items accepted on other threads before they reach the loop (the sync
+        producer): they are never refused here, so nothing accepted is dropped.
+        """
+        separator = self.separator
+        for item in items:
+            self._put(item, len(item) + separator)
+
+    def buffer_full(self, needed: int | None = None) -> ProducerBufferFullError:
+        """The error for an item (or group, of ``needed`` bytes) the buffer has no room for."""
+        if needed is None:
+            return ProducerBufferFullError(
                 f"producer buffer is full ({self.buffered_bytes} of "
                 f"{self.max_buffered_bytes} bytes pending): await send() or "
                 "wait_for_capacity() to wait for room"
             )
+        return ProducerBufferFullError(
+            f"producer buffer is full ({self.buffered_bytes} of "
+            f"{self.max_buffered_bytes} bytes pending, the group needs {needed}): await "
+            "send_many() or wait_for_capacity() to wait for room"
+        )
+
+    def _put(self, item: bytes, cost: int) -> None:
+        open_bytes = self.open_bytes
         items = self.items
         if open_bytes + cost > self.max_batch_bytes and items:
             self.cut()  # the item would overflow the open batch: it starts the next one
@@ -301,11 +324,7 @@ class Accumulator:
                 field="items",
             )
         if self._queued_bytes + self.open_bytes + cost > self.max_buffered_bytes:
-            raise ProducerBufferFullError(
-                f"producer buffer is full ({self.buffered_bytes} of "
-                f"{self.max_buffered_bytes} bytes pending, the group needs {cost}): await "
-                "send_many() or wait_for_capacity() to wait for room"
-            )
+            raise self.buffer_full(cost)
         if self.items and (
             self.open_bytes + cost > self.max_batch_bytes
             or len(self.items) + len(items) > self.max_batch_items

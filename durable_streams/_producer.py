@@ -9,14 +9,17 @@ the pipeline and retries in :mod:`._sender`, and the option checks in
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from . import _protocol as p
@@ -37,6 +40,7 @@ from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._sender import Sender, next_auto_epoch
+from ._threads import LoopGoneError, run_soon
 from ._types import HeadersArg, ParamsArg, ProducerIdentity, ProducerOnError
 
 __all__ = ["IdempotentProducer"]
@@ -158,6 +162,15 @@ class IdempotentProducer:
 
         self._handle = handle
         self._state = _State.NEW
+        # append_from_thread(): items accepted on other threads wait here (under
+        # _intake) until the loop drains them into the accumulator, in order.
+        self._intake = threading.Lock()
+        self._intake_open = False  # True while RUNNING; closed (under _intake) when leaving it
+        self._staged: list[bytes] = []
+        self._staged_bytes = 0  # with separators, as the buffer counts them
+        self._reserved = 0  # bytes send()/send_many() are about to queue on the loop
+        self._drain_scheduled = False
+        self._token: anyio.lowlevel.EventLoopToken | None = None
         self._task_group: TaskGroup | None = None
         self._exit_on_stop = False  # explicit start(): close()/detach() leave the task group
         self._close_result: CloseResult | None = None
@@ -207,12 +220,12 @@ class IdempotentProducer:
     @property
     def pending(self) -> int:
         """Items appended and not yet acknowledged or failed."""
-        return self._accumulator.pending
+        return self._accumulator.pending + len(self._staged)
 
     @property
     def buffered_bytes(self) -> int:
         """Request-body bytes of the pending items (at most ``max_buffered_bytes``)."""
-        return self._accumulator.buffered_bytes
+        return self._accumulator.buffered_bytes + self._staged_bytes
 
     @property
     def in_flight(self) -> int:
@@ -287,6 +300,7 @@ class IdempotentProducer:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        self._token = anyio.lowlevel.current_token()
         self._set_state(_State.RUNNING)
         task_group.start_soon(self._sender.run, task_group)
         if _telemetry.OTEL is not None:  # counted in the in-flight and buffered gauges
@@ -366,6 +380,11 @@ class IdempotentProducer:
         self._sender.stop()
 
     def _set_state(self, state: _State) -> None:
+        with self._intake:
+            # Leaving RUNNING: what other threads' append_from_thread() accepted is
+            # queued now (the flush that follows sends it), later ones are refused.
+            self._intake_open = state is _State.RUNNING
+            self._drain_locked()
         self._state = state
         self._accumulator.set_accepting(state is _State.RUNNING)
 
@@ -421,6 +440,67 @@ class IdempotentProducer:
                 self._require_running()
             acc.add(item)
 
+    def append_from_thread(self, item: Any) -> None:
+        """:meth:`append` for threads other than the producer's event loop; never waits.
+
+        The item is checked and encoded on the calling thread, raising what
+        :meth:`append` raises (:class:`ProducerBufferFullError` included, counting
+        items not yet handed over), then handed to the loop, which queues the
+        items of all threads in the order their calls returned, in one callback
+        per burst. Anything the loop does after such a call returned (a
+        :meth:`flush`, :meth:`close`) includes the item. An item accepted just
+        before the producer turned fatal fails like the rest of its buffer
+        (reported by :meth:`flush`); nothing accepted is dropped. Meanwhile
+        :meth:`append` on the loop does not count items still in hand-over: mixing
+        both may pass ``max_buffered_bytes`` by at most those.
+
+        Example::
+
+            def worker(rows):                 # in a thread pool
+                for row in rows:
+                    producer.append_from_thread(row)
+
+            await anyio.to_thread.run_sync(worker, rows)
+            await producer.flush()
+        """
+        acc = self._accumulator
+        if type(item) is not bytes:
+            self._require_running()  # the encoding depends on the stream, known once started
+            item = encode_item(item, json_mode=acc.json_mode)
+        data: bytes = item
+        if not data:
+            raise EmptyAppendError("cannot append empty data")
+        cost = len(data) + acc.separator
+        with self._intake:
+            if not self._intake_open or acc.fatal is not None:
+                self._require_running()
+                raise _closed_error()  # leaving RUNNING right now
+            if not acc.has_room(self._staged_bytes + self._reserved + cost):
+                raise acc.buffer_full()
+            if not self._drain_scheduled:
+                assert self._token is not None
+                try:
+                    run_soon(self._token, self._drain)
+                except LoopGoneError:
+                    raise ProducerClosedError(
+                        "the producer's event loop is no longer running"
+                    ) from None
+                self._drain_scheduled = True
+            self._staged.append(data)
+            self._staged_bytes += cost
+
+    def _drain(self) -> None:
+        """On the loop: queue the items other threads handed over."""
+        with self._intake:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        self._drain_scheduled = False
+        if self._staged:
+            staged, self._staged, self._staged_bytes = self._staged, [], 0
+            # Their room was checked when accepted: admitted without a second check.
+            self._accumulator.admit(staged)
+
     def append_many(self, items: Iterable[Any]) -> None:
         """Queue items that must be stored together: one batch, one request; never waits.
 
@@ -439,7 +519,10 @@ class IdempotentProducer:
             producer.append_many(tx.messages)
         """
         self._require_running()
-        self._accumulator.add_group(self._encode_group(items))
+        group = self._encode_group(items)
+        with self._intake:  # exact room: no other thread's item can slip in between
+            self._drain_locked()
+            self._accumulator.add_group(group)
 
     async def send_many(self, items: Iterable[Any]) -> ProducerAck:
         """:meth:`append_many`, waiting for buffer room, then for the group's acknowledgement.
@@ -453,9 +536,10 @@ class IdempotentProducer:
         self._require_running()
         acc = self._accumulator
         group = self._encode_group(items)
-        await self.wait_for_capacity(sum(len(item) + acc.separator for item in group))
-        self._require_running()
-        acc.add_group(group)
+        async with self._reserving(sum(len(item) + acc.separator for item in group)) as cost:
+            await self.wait_for_capacity(cost)
+            self._require_running()
+            acc.add_group(group)
         return await self._acknowledgement()
 
     def _encode_group(self, items: Iterable[Any]) -> list[bytes]:
@@ -490,9 +574,23 @@ class IdempotentProducer:
         data = item if type(item) is bytes else encode_item(item, json_mode=acc.json_mode)
         if not data:
             raise EmptyAppendError("cannot append empty data")
-        await self.wait_for_capacity(len(data) + acc.separator)
-        self.append(data)
+        async with self._reserving(len(data) + acc.separator) as cost:
+            await self.wait_for_capacity(cost)
+            self.append(data)
         return await self._acknowledgement()
+
+    @contextlib.asynccontextmanager
+    async def _reserving(self, cost: int) -> AsyncIterator[int]:
+        """Queue what other threads handed over, then keep ``cost`` bytes out of their
+        reach (append_from_thread counts them) until the block queued its item(s)."""
+        with self._intake:
+            self._drain_locked()
+            self._reserved += cost
+        try:
+            yield cost
+        finally:
+            with self._intake:
+                self._reserved -= cost
 
     async def _acknowledgement(self) -> ProducerAck:
         """Wait for the batch holding the item appended last; its ack, or its error."""
@@ -514,6 +612,7 @@ class IdempotentProducer:
             await producer.wait_for_capacity(len(item))
             producer.append(item)
         """
+        self._drain()
         acc = self._accumulator
         if nbytes > acc.max_buffered_bytes:
             raise ProducerBufferFullError(
@@ -543,6 +642,7 @@ class IdempotentProducer:
         await self._flush()
 
     async def _flush(self) -> None:
+        self._drain()
         acc = self._accumulator
         mark = acc.mark()
         await self._sender.wait_for(lambda: acc.settled_up_to(mark))
@@ -579,4 +679,8 @@ class IdempotentProducer:
                 "the producer is not started: use `async with producer:` or "
                 "`await producer.start()`"
             )
-        raise ProducerClosedError("the producer was closed or detached and takes no more items")
+        raise _closed_error()
+
+
+def _closed_error() -> ProducerClosedError:
+    return ProducerClosedError("the producer was closed or detached and takes no more items")

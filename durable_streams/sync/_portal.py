@@ -23,20 +23,20 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from durable_streams import RequestTimeoutError, UsageError
+from durable_streams._threads import mark_async_library
 
 __all__ = [
     "call",
+    "call_soon",
     "fail_after",
     "get_portal",
-    "get_token",
+    "get_loop",
     "register_producer",
     "run_sync",
     "stop_cancelled",
@@ -58,7 +58,7 @@ class _Loop:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.portal: BlockingPortal | None = None
-        self.token: anyio.lowlevel.EventLoopToken | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: int | None = None  # the loop thread's ident
         self.manager: AbstractContextManager[BlockingPortal] | None = None
         self.stopped = False
@@ -75,7 +75,7 @@ class _Loop:
             if self.portal is None:
                 manager = start_blocking_portal("asyncio", name="durable-streams-sync")
                 portal = manager.__enter__()
-                self.token = portal.call(anyio.lowlevel.current_token)
+                self.loop = portal.call(asyncio.get_running_loop)
                 self.thread = portal.call(threading.get_ident)
                 self.portal, self.manager = portal, manager
             return self.portal
@@ -84,7 +84,7 @@ class _Loop:
         with self.lock:
             self.stopped = True
             portal, manager = self.portal, self.manager
-            self.portal = self.manager = self.token = None
+            self.portal = self.manager = self.loop = None
         if portal is None or manager is None:
             return
         for producer in list(self.producers):
@@ -108,7 +108,7 @@ class _Loop:
         self.lock = threading.Lock()
         if self.manager is not None:
             self.orphans.append((self.portal, self.manager))
-        self.portal = self.manager = self.token = None
+        self.portal = self.manager = self.loop = None
         self.producers = weakref.WeakSet()
 
 
@@ -119,7 +119,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def in_event_loop() -> bool:
-    """Whether the calling thread is running an asyncio or trio event loop."""
+    """Whether the calling thread is running an asyncio or trio event loop.
+
+    Asked by every blocking call: trio's ``in_trio_run()`` where it exists is
+    cheaper than catching ``current_trio_token()``'s error.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -127,13 +131,16 @@ def in_event_loop() -> bool:
     else:
         return True
     trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            return False
-        return True
-    return False
+    if trio is None:
+        return False
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)
+    if in_trio_run is not None:
+        return bool(in_trio_run())
+    try:  # trio < 0.26
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 def get_portal() -> BlockingPortal:
@@ -146,13 +153,61 @@ def get_portal() -> BlockingPortal:
     return _loop.get()
 
 
-def get_token() -> anyio.lowlevel.EventLoopToken:
-    """The shared loop's token, for ``anyio.from_thread`` calls (starts the loop if needed)."""
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The shared event loop (starts it if needed), for callbacks scheduled from other threads."""
     get_portal()
-    token = _loop.token
-    if token is None:
+    loop = _loop.loop
+    if loop is None:
         raise UsageError("the durable_streams.sync event loop has stopped (exiting)")
-    return token
+    return loop
+
+
+def _schedule(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # closed between get_loop() and here: the process is exiting
+        raise UsageError("the durable_streams.sync event loop has stopped (exiting)") from None
+
+
+class _Outcome(Generic[T]):
+    """What a function run on the loop returned or raised; ``finished`` is released then.
+
+    A bare lock rather than a ``concurrent.futures.Future``: a blocking call is
+    two thread wake-ups whatever we do, and every microsecond of bookkeeping
+    around them adds to each call's latency.
+    """
+
+    __slots__ = ("error", "finished", "value")
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Lock()
+        self.finished.acquire()
+
+    def unwrap(self) -> T:
+        error = self.error
+        if error is not None:
+            self.error = None  # no reference cycle through the traceback
+            raise error
+        return self.value  # type: ignore[return-value]
+
+
+def call_soon(func: Callable[..., object], /, *args: Any) -> None:
+    """Schedule the plain function ``func(*args)`` on the shared loop and return at once.
+
+    It must not raise (nobody would see it but the loop's exception handler).
+
+    Example::
+
+        call_soon(producer_drain)
+    """
+
+    def run() -> None:
+        mark_async_library("asyncio")
+        func(*args)
+
+    _schedule(get_loop(), run)
 
 
 def run_sync(func: Callable[..., T], /, *args: Any) -> T:
@@ -162,7 +217,20 @@ def run_sync(func: Callable[..., T], /, *args: Any) -> T:
 
         run_sync(producer.append, item)
     """
-    return anyio.from_thread.run_sync(func, *args, token=get_token())
+    outcome: _Outcome[T] = _Outcome()
+
+    def run() -> None:
+        mark_async_library("asyncio")
+        try:
+            outcome.value = func(*args)
+        except BaseException as error:
+            outcome.error = error
+        finally:
+            outcome.finished.release()
+
+    _schedule(get_loop(), run)
+    outcome.finished.acquire()
+    return outcome.unwrap()
 
 
 def register_producer(producer: Any) -> None:
@@ -210,30 +278,62 @@ def timed_out() -> RequestTimeoutError:
     return RequestTimeoutError("the call did not complete before its fail_after() deadline")
 
 
-class _Call:
-    """One blocking call: the task's cancel scope (deadline included) and its end."""
+class _Call(_Outcome[T]):
+    """One blocking call: its task on the loop, whose cancel scope holds the deadline."""
 
-    __slots__ = ("done", "scope", "timeout")
+    __slots__ = ("cancelled", "ended", "scope", "timeout")
 
     def __init__(self, timeout: float | None) -> None:
+        super().__init__()
         self.timeout = timeout
         self.scope: anyio.CancelScope | None = None
-        self.done = threading.Event()
+        self.cancelled = False
+        self.ended = False
 
-    async def run(self, func: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
+    def start(self, func: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> None:
+        """On the loop thread: run the call as a task; its end releases the caller."""
+        task = asyncio.get_running_loop().create_task(self.run(func, args, kwargs))
+        task.add_done_callback(self.never_ran)
+
+    async def run(self, func: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> None:
+        # The caller is released from here, not from a done callback: that would
+        # cost it one more turn of the loop before it can go on.
         try:
             with anyio.CancelScope() as scope:
                 self.scope = scope
+                if self.cancelled:  # the caller gave up before the task started
+                    scope.cancel()
                 if self.timeout is not None:
                     scope.deadline = anyio.current_time() + self.timeout
-                return await func(*args, **kwargs)
-            raise timed_out()  # only a deadline (or the caller, who is gone) cancels it
+                self.value = await func(*args, **kwargs)
+                return
+            self.error = timed_out()  # only a deadline (or the caller, who is gone) cancels it
+        except asyncio.CancelledError:
+            self.error = _stopping()  # cancelled from outside: the loop is shutting down
+            raise
+        except BaseException as error:  # the caller's to handle, not the loop's
+            self.error = error
         finally:
-            self.done.set()
+            self.end()
+
+    def never_ran(self, task: asyncio.Task[None]) -> None:
+        if not self.ended:  # cancelled before its first step (loop shutdown): run() never ran
+            self.error = _stopping()
+            self.end()
+
+    def end(self) -> None:
+        self.ended = True
+        self.finished.release()
 
     def cancel(self) -> None:
+        """On the loop thread: stop the call (before or after its task started)."""
+        self.cancelled = True
         if self.scope is not None:
             self.scope.cancel()
+
+
+def _stopping() -> UsageError:
+    return UsageError("the call was cancelled (the durable_streams.sync event loop is stopping)")
 
 
 def stop_cancelled(future: concurrent.futures.Future[Any], done: threading.Event) -> None:
@@ -257,13 +357,15 @@ def call(func: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
 
         info = call(async_handle.head)
     """
-    token = get_token()
-    state = _Call(remaining())
+    loop = get_loop()
+    state: _Call[T] = _Call(remaining())
+    _schedule(loop, lambda: state.start(func, args, kwargs))
     try:
-        return anyio.from_thread.run(state.run, func, args, kwargs, token=token)
-    except BaseException:
-        if not state.done.is_set():
-            with contextlib.suppress(Exception):  # the loop may be gone
-                anyio.from_thread.run_sync(state.cancel, token=token)
-            state.done.wait(STOP_TIMEOUT)
+        state.finished.acquire()
+    except BaseException:  # KeyboardInterrupt while waiting: stop the task first
+        if not state.ended:
+            with contextlib.suppress(UsageError):  # the loop is gone, and the task with it
+                _schedule(loop, state.cancel)
+                state.finished.acquire(timeout=STOP_TIMEOUT)
         raise
+    return state.unwrap()

@@ -23,14 +23,14 @@ class IdempotentProducer:
     """Batched, pipelined, exactly-once appends for code that is not async; thread-safe.
 
     Wraps :class:`durable_streams.IdempotentProducer` (same options, errors and
-    guarantees); every call runs on the process's background event loop, so
-    any number of threads may call :meth:`append` and :meth:`send` on one
-    producer. ``append()`` queues and returns (``ProducerBufferFullError`` when
-    ``max_buffered_bytes`` are pending); ``send()`` waits for the item's
-    acknowledgement; ``flush()`` for everything so far. Leaving the ``with``
-    block flushes and stops (also on ``KeyboardInterrupt``); a producer still
-    open when the interpreter exits is flushed then. ``on_error`` hooks run on
-    the background thread.
+    guarantees), which runs on the process's background event loop, so any
+    number of threads may call :meth:`append` and :meth:`send` on one producer.
+    ``append()`` queues and returns without a round trip to the loop thread
+    (``ProducerBufferFullError`` when ``max_buffered_bytes`` are pending);
+    ``send()`` waits for the item's acknowledgement; ``flush()`` for everything
+    so far. Leaving the ``with`` block flushes and stops (also on
+    ``KeyboardInterrupt``); a producer still open when the interpreter exits is
+    flushed then. ``on_error`` hooks run on the background thread.
 
     Example::
 
@@ -128,11 +128,16 @@ class IdempotentProducer:
     def append(self, item: Any) -> None:
         """Queue one item (encoding errors and ``ProducerBufferFullError`` are raised here).
 
+        Never waits for the background loop: the item is checked and encoded on
+        the calling thread, then handed over
+        (:meth:`durable_streams.IdempotentProducer.append_from_thread`), so it
+        may be called from anywhere, a running event loop included.
+
         Example::
 
             producer.append({"type": "click", "x": 3})
         """
-        run_sync(self._producer.append, item)
+        self._producer.append_from_thread(item)
 
     def append_many(self, items: Iterable[Any]) -> None:
         """Queue items stored together: one batch, never split (a State Protocol transaction).
@@ -204,6 +209,11 @@ class IdempotentProducer:
     def pending(self) -> int:
         """Items appended and not yet acknowledged or failed."""
         return self._producer.pending
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Request-body bytes of the pending items (at most ``max_buffered_bytes``)."""
+        return self._producer.buffered_bytes
 
     @property
     def stats(self) -> ProducerStats:

@@ -1,18 +1,24 @@
-"""The sync API's background loop: refusing callers inside an event loop, deadlines."""
+"""The sync API's background loop: refusing callers inside an event loop, deadlines, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
 
 from durable_streams import RequestTimeoutError, UsageError
 from durable_streams.sync import StreamHandle, fail_after
-from durable_streams.sync._portal import call, in_event_loop
+from durable_streams.sync._portal import call, in_event_loop, run_sync
 
 pytestmark = pytest.mark.anyio
 
@@ -88,3 +94,90 @@ def test_a_forked_child_starts_its_own_loop() -> None:
             pytest.fail("the forked child hung")
         threading.Event().wait(0.05)  # polling a child process: no event to wait on
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+CTRL_C_CALL_CHILD = """
+import anyio, sys
+from durable_streams.sync._portal import call
+
+state = {"cancelled": False}
+
+async def wait_forever():
+    print("started", flush=True)
+    try:
+        await anyio.sleep_forever()
+    finally:
+        state["cancelled"] = True
+
+try:
+    call(wait_forever)
+except KeyboardInterrupt:
+    # call() returns only once the task has stopped.
+    print("interrupted", "cancelled" if state["cancelled"] else "still running", flush=True)
+"""
+
+
+def test_ctrl_c_during_a_call_cancels_its_task_before_returning() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_CALL_CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert out == "interrupted cancelled\n"
+
+
+def test_the_callers_context_reaches_the_task() -> None:
+    # Telemetry (the current span) and anything else in contextvars follows the call.
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    async def read_marker() -> str:
+        return marker.get()
+
+    token = marker.set("from the caller")
+    try:
+        assert call(read_marker) == "from the caller"
+    finally:
+        marker.reset(token)
+    assert call(read_marker) == "unset"
+
+
+def test_run_sync_functions_may_use_anyio() -> None:
+    # Plain functions run as loop callbacks, outside any task: anyio must still
+    # find the running library (the sync producer's append starts timers this way).
+    def library() -> str:
+        return sniffio.current_async_library()
+
+    assert run_sync(library) == "asyncio"
+    assert run_sync(lambda: anyio.Event().is_set()) is False
+
+
+def test_run_sync_errors_reach_the_caller() -> None:
+    def boom() -> None:
+        raise UsageError("raised on the loop")
+
+    with pytest.raises(UsageError, match="raised on the loop"):
+        run_sync(boom)
+
+
+def test_many_threads_share_the_loop() -> None:
+    async def echo(n: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return n
+
+    def worker(base: int) -> list[int]:
+        return [call(echo, base + n) for n in range(200)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(0, 8000, 1000)))
+    assert results == [list(range(base, base + 200)) for base in range(0, 8000, 1000)]

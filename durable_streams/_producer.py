@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
@@ -164,13 +165,15 @@ class IdempotentProducer:
         self._state = _State.NEW
         # append_from_thread(): items accepted on other threads wait here (under
         # _intake) until the loop drains them into the accumulator, in order.
-        self._intake = threading.Lock()
+        # Re-entrant: a signal handler on a thread inside the lock may append too.
+        self._intake = threading.RLock()
         self._intake_open = False  # True while RUNNING; closed (under _intake) when leaving it
         self._staged: list[bytes] = []
         self._staged_bytes = 0  # with separators, as the buffer counts them
         self._reserved = 0  # bytes send()/send_many() are about to queue on the loop
         self._drain_scheduled = False
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._pid = 0  # the process that started the producer (a forked child has no loop)
         self._task_group: TaskGroup | None = None
         self._exit_on_stop = False  # explicit start(): close()/detach() leave the task group
         self._close_result: CloseResult | None = None
@@ -301,6 +304,7 @@ class IdempotentProducer:
         await task_group.__aenter__()
         self._task_group = task_group
         self._token = anyio.lowlevel.current_token()
+        self._pid = os.getpid()
         self._set_state(_State.RUNNING)
         task_group.start_soon(self._sender.run, task_group)
         if _telemetry.OTEL is not None:  # counted in the in-flight and buffered gauges
@@ -450,9 +454,11 @@ class IdempotentProducer:
         per burst. Anything the loop does after such a call returned (a
         :meth:`flush`, :meth:`close`) includes the item. An item accepted just
         before the producer turned fatal fails like the rest of its buffer
-        (reported by :meth:`flush`); nothing accepted is dropped. Meanwhile
-        :meth:`append` on the loop does not count items still in hand-over: mixing
-        both may pass ``max_buffered_bytes`` by at most those.
+        (reported by :meth:`flush`); nothing accepted is dropped. A signal handler
+        may call it on a thread that is inside it. :meth:`append` on the loop
+        does not wait for items still in hand-over: it may queue its item before
+        them, and pass ``max_buffered_bytes`` by at most their size. A forked
+        child cannot use its parent's producer (:class:`ProducerClosedError`).
 
         Example::
 
@@ -475,7 +481,15 @@ class IdempotentProducer:
             if not self._intake_open or acc.fatal is not None:
                 self._require_running()
                 raise _closed_error()  # leaving RUNNING right now
-            if not acc.has_room(self._staged_bytes + self._reserved + cost):
+            if self._pid != os.getpid():
+                raise ProducerClosedError(
+                    "the producer was started in the parent process: a forked child must "
+                    "start its own"
+                )
+            # Each staged item may open a batch of its own, whose body costs the
+            # batch overhead once more (JSON's brackets): count it, to stay in bounds.
+            staged = self._staged_bytes + (len(self._staged) + 1) * acc.separator
+            if not acc.has_room(staged + self._reserved + cost):
                 raise acc.buffer_full()
             if not self._drain_scheduled:
                 assert self._token is not None
@@ -581,16 +595,17 @@ class IdempotentProducer:
 
     @contextlib.asynccontextmanager
     async def _reserving(self, cost: int) -> AsyncIterator[int]:
-        """Queue what other threads handed over, then keep ``cost`` bytes out of their
-        reach (append_from_thread counts them) until the block queued its item(s)."""
+        """Queue what other threads handed over, then keep ``cost`` bytes (and a batch
+        overhead) out of their reach until the block queued its item(s)."""
+        reserved = cost + self._accumulator.separator
         with self._intake:
             self._drain_locked()
-            self._reserved += cost
+            self._reserved += reserved
         try:
             yield cost
         finally:
             with self._intake:
-                self._reserved -= cost
+                self._reserved -= reserved
 
     async def _acknowledgement(self) -> ProducerAck:
         """Wait for the batch holding the item appended last; its ack, or its error."""

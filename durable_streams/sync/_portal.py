@@ -81,12 +81,8 @@ class _Loop:
             return self.portal
 
     def stop(self) -> None:
-        with self.lock:
-            self.stopped = True
-            portal, manager = self.portal, self.manager
-            self.portal = self.manager = self.loop = None
-        if portal is None or manager is None:
-            return
+        # The open producers flush first, through the loop, which must still take
+        # calls then; only after that is it marked stopped and shut down.
         for producer in list(self.producers):
             try:
                 with fail_after(STOP_TIMEOUT):
@@ -95,6 +91,12 @@ class _Loop:
                 logger.warning(
                     "durable_streams.sync: a producer failed to flush at exit: %s", error
                 )
+        with self.lock:
+            self.stopped = True
+            portal, manager = self.portal, self.manager
+            self.portal = self.manager = self.loop = None
+        if portal is None or manager is None:
+            return
         with contextlib.suppress(RuntimeError):  # already stopped
             portal.call(portal.stop, True)
         manager.__exit__(None, None, None)

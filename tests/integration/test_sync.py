@@ -7,7 +7,6 @@ and Ctrl-C during a live read (a real subprocess sent SIGINT).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from durable_streams import (
     StreamClosedError,
 )
 from durable_streams.sync import IdempotentProducer, StreamHandle, fail_after
+from tests.interrupt import interrupt_when_ready
 from tests.server.harness import ReferenceServer
 
 JSON = "application/json"
@@ -181,23 +181,9 @@ CTRL_C_CHILD = textwrap.dedent(
 
 
 def test_ctrl_c_during_a_live_read_stops_it(stream_url: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CHILD, stream_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "reading\n"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err
-    assert out.splitlines() == ["interrupted finished", "head application/json"]
+    done = interrupt_when_ready(CTRL_C_CHILD, stream_url, ready="reading")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["interrupted finished", "head application/json"]
 
 
 EXIT_CHILD = textwrap.dedent(

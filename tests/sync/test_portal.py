@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextvars
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ import sniffio
 from durable_streams import RequestTimeoutError, UsageError
 from durable_streams.sync import StreamHandle, fail_after
 from durable_streams.sync._portal import call, in_event_loop, run_sync
+from tests.interrupt import interrupt_when_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -118,23 +117,9 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_during_a_call_cancels_its_task_before_returning() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CALL_CHILD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "started\n"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err
-    assert out == "interrupted cancelled\n"
+    done = interrupt_when_ready(CTRL_C_CALL_CHILD, ready="started")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "interrupted cancelled\n"
 
 
 def test_the_callers_context_reaches_the_task() -> None:

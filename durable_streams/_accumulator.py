@@ -265,8 +265,9 @@ class Accumulator:
     def admit(self, items: list[bytes]) -> None:
         """Add non-empty encoded items whose buffer room the caller already made sure of.
 
-        For items accepted on other threads before they reach the loop (the sync
-        producer): they are never refused here, so nothing accepted is dropped.
+        For items accepted on other threads before they reach the loop
+        (``IdempotentProducer.append_from_thread``): they are never refused here,
+        so nothing accepted is dropped.
         """
         separator = self.separator
         for item in items:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
@@ -41,7 +40,7 @@ from ._options import check_producer_options
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._sender import Sender, next_auto_epoch
-from ._threads import LoopGoneError, run_soon
+from ._threads import LoopGoneError, forks, run_soon
 from ._types import HeadersArg, ParamsArg, ProducerIdentity, ProducerOnError
 
 __all__ = ["IdempotentProducer"]
@@ -173,7 +172,7 @@ class IdempotentProducer:
         self._reserved = 0  # bytes send()/send_many() are about to queue on the loop
         self._drain_scheduled = False
         self._token: anyio.lowlevel.EventLoopToken | None = None
-        self._pid = 0  # the process that started the producer (a forked child has no loop)
+        self._forks = 0  # _threads.forks() where it started (a forked child has no loop)
         self._task_group: TaskGroup | None = None
         self._exit_on_stop = False  # explicit start(): close()/detach() leave the task group
         self._close_result: CloseResult | None = None
@@ -304,7 +303,7 @@ class IdempotentProducer:
         await task_group.__aenter__()
         self._task_group = task_group
         self._token = anyio.lowlevel.current_token()
-        self._pid = os.getpid()
+        self._forks = forks()
         self._set_state(_State.RUNNING)
         task_group.start_soon(self._sender.run, task_group)
         if _telemetry.OTEL is not None:  # counted in the in-flight and buffered gauges
@@ -481,7 +480,7 @@ class IdempotentProducer:
             if not self._intake_open or acc.fatal is not None:
                 self._require_running()
                 raise _closed_error()  # leaving RUNNING right now
-            if self._pid != os.getpid():
+            if self._forks != forks():
                 raise ProducerClosedError(
                     "the producer was started in the parent process: a forked child must "
                     "start its own"

@@ -283,17 +283,19 @@ def timed_out() -> RequestTimeoutError:
 class _Call(_Outcome[T]):
     """One blocking call: its task on the loop, whose cancel scope holds the deadline."""
 
-    __slots__ = ("cancelled", "ended", "scope", "timeout")
+    __slots__ = ("cancelled", "ended", "scope", "started", "timeout")
 
     def __init__(self, timeout: float | None) -> None:
         super().__init__()
         self.timeout = timeout
         self.scope: anyio.CancelScope | None = None
+        self.started = False
         self.cancelled = False
         self.ended = False
 
     def start(self, func: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> None:
         """On the loop thread: run the call as a task; its end releases the caller."""
+        self.started = True
         loop = asyncio.get_running_loop()
         coro = self.run(func, args, kwargs)
         if sys.version_info >= (3, 12):
@@ -335,10 +337,17 @@ class _Call(_Outcome[T]):
         self.finished.release()
 
     def cancel(self) -> None:
-        """On the loop thread: stop the call (before or after its task started)."""
+        """On the loop thread: stop the call (before or after its task started).
+
+        Scheduled after ``start`` if that was scheduled at all: if it was not (the
+        caller was interrupted first), there is nothing to stop but the wait.
+        """
         self.cancelled = True
         if self.scope is not None:
             self.scope.cancel()
+        elif not self.started and not self.ended:
+            self.error = UsageError("the call was interrupted before it started")
+            self.end()
 
 
 def _stopping() -> UsageError:
@@ -368,8 +377,8 @@ def call(func: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
     """
     loop = get_loop()
     state: _Call[T] = _Call(remaining())
-    _schedule(loop, lambda: state.start(func, args, kwargs))
     try:
+        _schedule(loop, lambda: state.start(func, args, kwargs))
         state.finished.acquire()
     except BaseException:  # KeyboardInterrupt while waiting: stop the task first
         if not state.ended:

@@ -161,14 +161,29 @@ def test_producer_fed_by_8_threads_writes_each_message_exactly_once(stream_url: 
 
 CTRL_C_CHILD = textwrap.dedent(
     """
-    import sys
+    import sys, threading
     from durable_streams.sync import StreamHandle
+
+    def say_reading_once_waiting(main):
+        # "reading" only once the main thread waits inside the read, so that the
+        # parent's SIGINT cannot land before the read (or the try) began.
+        while True:
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                code = frame.f_code
+                if code.co_name == "next" and code.co_filename.endswith("_response.py"):
+                    print("reading", flush=True)
+                    return
+                frame = frame.f_back
+            threading.Event().wait(0.005)  # polling another thread's stack: no event to wait on
 
     with StreamHandle(sys.argv[1]) as handle:
         handle.create(content_type="application/json")
         res = handle.stream(offset="now", live="long-poll")
         items = res.iter_json()
-        print("reading", flush=True)
+        threading.Thread(
+            target=say_reading_once_waiting, args=(threading.get_ident(),), daemon=True
+        ).start()
         try:
             for item in items:
                 print("unexpected", item, flush=True)

@@ -7,7 +7,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -15,7 +17,7 @@ import pytest
 import sniffio
 
 from durable_streams import RequestTimeoutError, UsageError
-from durable_streams.sync import StreamHandle, fail_after
+from durable_streams.sync import StreamHandle, _portal, fail_after
 from durable_streams.sync._portal import call, in_event_loop, run_sync
 from tests.interrupt import interrupt_when_ready
 
@@ -166,3 +168,38 @@ def test_many_threads_share_the_loop() -> None:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(worker, range(0, 8000, 1000)))
     assert results == [list(range(base, base + 200)) for base in range(0, 8000, 1000)]
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["before-queueing", "after-queueing"])
+def test_an_interrupt_while_handing_the_call_over_ends_it_at_once(
+    monkeypatch: pytest.MonkeyPatch, queued: bool
+) -> None:
+    # Ctrl-C may land while call() is still handing its task to the loop: before
+    # the start is queued (nothing to stop: no wait for a task that never comes)
+    # or right after (the task is stopped before call() returns).
+    stopped = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+
+    schedule = _portal._schedule
+    interrupted = False
+
+    def interrupting(loop: Any, callback: Callable[[], object]) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            if queued:
+                schedule(loop, callback)
+            raise KeyboardInterrupt
+        schedule(loop, callback)
+
+    monkeypatch.setattr(_portal, "_schedule", interrupting)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        call(forever)
+    assert time.monotonic() - started < _portal.STOP_TIMEOUT / 2  # no wait for a lost task
+    assert stopped.is_set() is queued

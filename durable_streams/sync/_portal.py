@@ -33,7 +33,6 @@ from durable_streams._threads import mark_async_library
 
 __all__ = [
     "call",
-    "call_soon",
     "fail_after",
     "get_portal",
     "get_loop",
@@ -193,23 +192,6 @@ class _Outcome(Generic[T]):
             self.error = None  # no reference cycle through the traceback
             raise error
         return self.value  # type: ignore[return-value]
-
-
-def call_soon(func: Callable[..., object], /, *args: Any) -> None:
-    """Schedule the plain function ``func(*args)`` on the shared loop and return at once.
-
-    It must not raise (nobody would see it but the loop's exception handler).
-
-    Example::
-
-        call_soon(producer_drain)
-    """
-
-    def run() -> None:
-        mark_async_library("asyncio")
-        func(*args)
-
-    _schedule(get_loop(), run)
 
 
 def run_sync(func: Callable[..., T], /, *args: Any) -> T:

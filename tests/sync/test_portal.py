@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +24,19 @@ from tests.interrupt import interrupt_when_ready
 pytestmark = pytest.mark.anyio
 
 
+def sleeper() -> tuple[Callable[[], Awaitable[None]], threading.Event]:
+    """A coroutine function that waits forever, and the event its end (cancellation) sets."""
+    stopped = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+
+    return forever, stopped
+
+
 async def test_a_running_event_loop_is_refused() -> None:
     assert in_event_loop()
     with pytest.raises(UsageError, match="async API"):
@@ -38,13 +51,7 @@ async def test_a_worker_thread_of_an_event_loop_may_use_it() -> None:
 
 
 def test_fail_after_cancels_the_call_and_waits_until_it_stopped() -> None:
-    stopped = threading.Event()
-
-    async def forever() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            stopped.set()
+    forever, stopped = sleeper()
 
     started = time.monotonic()
     with pytest.raises(RequestTimeoutError), fail_after(0.2):
@@ -177,13 +184,7 @@ def test_an_interrupt_while_handing_the_call_over_ends_it_at_once(
     # Ctrl-C may land while call() is still handing its task to the loop: before
     # the start is queued (nothing to stop: no wait for a task that never comes)
     # or right after (the task is stopped before call() returns).
-    stopped = threading.Event()
-
-    async def forever() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            stopped.set()
+    forever, stopped = sleeper()
 
     schedule = _portal._schedule
     interrupted = False

@@ -25,7 +25,7 @@ from durable_streams import (
     UsageError,
 )
 from durable_streams.sync import IdempotentProducer, StreamHandle
-from durable_streams.sync._portal import call_soon
+from durable_streams.sync._portal import get_loop
 
 JSON = "application/json"
 GATE_TIMEOUT = 30.0
@@ -41,7 +41,7 @@ def loop_parked(then: Callable[[], object] = lambda: None) -> Iterator[None]:
         release.wait(GATE_TIMEOUT)
         then()
 
-    call_soon(park)
+    get_loop().call_soon_threadsafe(park)
     assert parked.wait(GATE_TIMEOUT)
     try:
         yield
